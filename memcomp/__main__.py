@@ -1,0 +1,5 @@
+"""Allow ``python -m memcomp``."""
+
+from memcomp.cli import main
+
+main()

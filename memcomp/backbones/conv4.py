@@ -1,0 +1,44 @@
+"""Conv4: four blocks of 3x3 conv, BatchNorm (batch statistics), ReLU, 2x2 max-pool."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from memcomp.backbones import BACKBONES
+from memcomp.registry import Params
+
+
+class Conv4Params(Params):
+    hidden: int = Field(32, ge=1, description="filters per conv layer (paper: 32 or 64)")
+    blocks: int = Field(4, ge=1, le=8, description="number of conv blocks")
+
+
+class Conv4(nn.Module):
+    """The standard few-shot Conv4 (Vinyals et al.; Finn et al.); output flattened."""
+
+    def __init__(self, in_shape: tuple[int, int, int], hidden: int = 32, blocks: int = 4) -> None:
+        super().__init__()
+        c, h, w = in_shape
+        layers: list[nn.Module] = []
+        for i in range(blocks):
+            layers += [
+                nn.Conv2d(c if i == 0 else hidden, hidden, 3, padding=1),
+                nn.BatchNorm2d(hidden, track_running_stats=False),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
+            h, w = h // 2, w // 2
+        self.net = nn.Sequential(*layers)
+        self.feat_dim = hidden * max(h, 1) * max(w, 1)
+        if h < 1 or w < 1:
+            raise ValueError(f"image {in_shape} too small for {blocks} pooling blocks")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.flatten(self.net(x), 1)
+
+
+@BACKBONES.register("conv4", "4 x [3x3 conv, BatchNorm, ReLU, 2x2 max-pool]", Conv4Params)
+def build_conv4(params: Conv4Params, in_shape: tuple[int, int, int]) -> nn.Module:
+    return Conv4(in_shape, params.hidden, params.blocks)

@@ -1,0 +1,73 @@
+"""A small named registry shared by learners, datasets and backbones."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from memcomp.errors import UnknownNameError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Params(BaseModel):
+    """Base class of every registered component's parameters: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Entry(Generic[F]):
+    """One registered component: its name, a one-line summary, parameter model and factory."""
+
+    name: str
+    summary: str
+    params: type[Params]
+    factory: F
+
+
+class Registry(Generic[F]):
+    """Maps names to entries; lookups of unknown names suggest the closest valid one."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry[F]] = {}
+
+    def register(self, name: str, summary: str, params: type[Params]) -> Callable[[F], F]:
+        """Decorator registering ``factory`` under ``name``."""
+
+        def deco(factory: F) -> F:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            self._entries[name] = Entry(name, summary, params, factory)
+            return factory
+
+        return deco
+
+    def get(self, name: str) -> Entry[F]:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(unknown_name_message(self.kind, name, self.names())) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry[F]]:
+        return iter(self._entries[n] for n in self.names())
+
+
+def unknown_name_message(kind: str, name: str, valid: list[str]) -> str:
+    """``unknown learner 'mamll'; did you mean 'maml'? valid: ...``."""
+    msg = f"unknown {kind} {name!r}"
+    close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.5)
+    if close:
+        msg += f"; did you mean {close[0]!r}?"
+    return msg + f" (valid: {', '.join(valid)})"
