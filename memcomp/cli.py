@@ -1,0 +1,272 @@
+"""The ``memcomp`` command line (Typer)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from memcomp.errors import InputError, MemcompError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="memcomp",
+    help=(
+        "Benchmark memory, time and accuracy of optimization-based meta-learners.\n\n"
+        "Typical use:\n\n"
+        "  memcomp run suites/quickstart.yaml\n\n"
+        "  memcomp report results/quickstart/<timestamp>"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(
+    help="Inspect and prepare the real benchmark datasets.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn memcomp's own errors into one clean message and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MemcompError as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=False)
+            raise typer.Exit(e.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _cells_table(cells: list[Any], title: str) -> Table:
+    table = Table(title=title, show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("cell id")
+    table.add_column("learner")
+    table.add_column("dataset / setting")
+    table.add_column("backbone")
+    table.add_column("seed", justify="right")
+    for i, c in enumerate(cells, 1):
+        s = c.setting
+        table.add_row(
+            str(i),
+            c.id,
+            c.learner.label(),
+            f"{c.dataset.label()} {s.ways}w{s.shots}s q{s.queries}",
+            c.backbone.label(),
+            str(c.seed),
+        )
+    return table
+
+
+@app.command()
+@handle_errors
+def validate(suite: Path = typer.Argument(..., help="Suite YAML file.")) -> None:
+    """Check a suite and print the cells it expands to, without running anything.
+
+    Example: memcomp validate suites/quickstart.yaml
+    """
+    from memcomp.suite import expand, load_suite
+
+    s = load_suite(suite)
+    cells = expand(s)
+    console.print(_cells_table(cells, f"suite {s.name}: {len(cells)} cells"))
+    console.print(f"[green]ok[/]: {suite} is valid ({len(cells)} cells)")
+
+
+@app.command()
+@handle_errors
+def run(
+    suite: Path = typer.Argument(..., help="Suite YAML file."),
+    out: Path = typer.Option(Path("results"), "--out", help="Results root folder."),
+    device: str = typer.Option(
+        None, "--device", help="auto | cpu | cuda (default: the suite's `device`)."
+    ),
+    only: str = typer.Option(
+        None, "--only", help="Run only cells whose id, learner or label match this glob."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and exit."),
+) -> None:
+    """Expand a suite into cells, meta-train each, and write results.
+
+    Results go to OUT/<suite>/<timestamp>/ (runs.csv, curves.csv, episodes.csv, manifest.json).
+
+    Examples:
+
+      memcomp run suites/quickstart.yaml
+
+      memcomp run suites/paper-memory.yaml --device cuda --only 'mrml*'
+
+      memcomp run suites/quickstart.yaml --dry-run
+    """
+    from memcomp.cli_run import run_suite_command
+
+    code = run_suite_command(suite, out, device, only, dry_run, console)
+    raise typer.Exit(code)
+
+
+@app.command()
+@handle_errors
+def report(
+    results: Path = typer.Argument(..., help="A results folder written by `memcomp run`."),
+    out: Path = typer.Option(None, "--out", help="Report folder (default RESULTS/report)."),
+    fmt: str = typer.Option("md,csv", "--format", help="Table formats: any of md,tex,csv."),
+) -> None:
+    """Tables and plots mirroring the paper: accuracy, memory vs K, accuracy vs time, TTA.
+
+    RESULTS may be a run folder or a suite folder (its newest run is used).
+
+    Examples:
+
+      memcomp report results/quickstart
+
+      memcomp report results/quickstart/20261127-101500 --format md,tex,csv
+    """
+    from memcomp.report import build_report, print_report
+
+    formats = tuple(f.strip() for f in fmt.split(",") if f.strip())
+    bad = [f for f in formats if f not in ("md", "tex", "csv")]
+    if bad:
+        raise InputError(f"--format: unknown format {bad[0]!r}; use a comma list of md, tex, csv")
+    results = resolve_results_dir(results)
+    rep = build_report(results, out, formats)
+    print_report(rep, console)
+
+
+def resolve_results_dir(path: Path) -> Path:
+    """A results folder, or a suite folder whose newest run is taken."""
+    if (path / "runs.csv").exists():
+        return path
+    runs = sorted(p.parent for p in path.glob("*/runs.csv")) if path.is_dir() else []
+    if runs:
+        console.print(f"using the newest run in {path}: {runs[-1].name}")
+        return runs[-1]
+    raise InputError(
+        f"{path}: no runs.csv here or in its subfolders; pass a folder written by "
+        "`memcomp run` (results/<suite>/<timestamp>) or its suite folder (results/<suite>)"
+    )
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    what: str = typer.Argument(None, help="learners | datasets | backbones (default: all)."),
+) -> None:
+    """What is registered, with one line on each and its parameters with defaults.
+
+    Example: memcomp list learners
+    """
+    from memcomp.backbones import BACKBONES
+    from memcomp.data import DATASETS
+    from memcomp.learners import LEARNERS
+    from memcomp.registry import unknown_name_message
+
+    regs = {"learners": LEARNERS, "datasets": DATASETS, "backbones": BACKBONES}
+    if what is not None and what not in regs:
+        raise InputError(unknown_name_message("category", what, list(regs)))
+    for name, reg in regs.items():
+        if what not in (None, name):
+            continue
+        table = Table(title=name, show_lines=True)
+        table.add_column("name", style="bold")
+        table.add_column("summary")
+        table.add_column("parameters (default)")
+        for entry in reg:
+            params = []
+            for pname, f in entry.params.model_fields.items():
+                params.append(f"{pname}={f.get_default(call_default_factory=True)!r}")
+            table.add_row(entry.name, entry.summary, "\n".join(params))
+        console.print(table)
+
+
+@app.command()
+@handle_errors
+def schema(
+    out: Path = typer.Option(None, "--out", help="Write to this file instead of stdout."),
+) -> None:
+    """Print the suite JSON Schema (for editor autocompletion).
+
+    Example: memcomp schema --out suite.schema.json
+    """
+    from memcomp.suite import suite_json_schema
+
+    text = json.dumps(suite_json_schema(), indent=2)
+    if out:
+        out.write_text(text + "\n")
+        console.print(f"wrote {out}")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@app.command()
+@handle_errors
+def check(
+    budgets: Path = typer.Argument(..., help="Budget YAML file (or a suite with `budgets:`)."),
+    update: bool = typer.Option(False, "--update", help="Rewrite baselines from this run."),
+    junit: Path = typer.Option(None, "--junit", help="Write JUnit XML to this file."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+) -> None:
+    """Fail (exit 1) when a learner's peak memory grows past its budget.
+
+    Example: memcomp check budgets/ci.yaml --junit memcomp-budgets.xml
+    """
+    from memcomp.check import run_check
+
+    raise typer.Exit(run_check(budgets, update=update, junit=junit, device=device, console=console))
+
+
+@data_app.command("status")
+@handle_errors
+def data_status(
+    root: Path = typer.Option(None, "--root", help="Data root (default $MEMCOMP_DATA)."),
+) -> None:
+    """Which datasets are present, where, with class/image counts and checksum state.
+
+    Example: memcomp data status --root ~/data
+    """
+    from memcomp.data.status import dataset_status
+
+    rows = dataset_status(root)
+    table = Table(title="datasets")
+    cols = list(rows[0]) if rows else ["name"]
+    for c in cols:
+        table.add_column(str(c))
+    for r in rows:
+        table.add_row(*[str(r.get(c, "")) for c in cols])
+    console.print(table)
+
+
+@data_app.command("prepare")
+@handle_errors
+def data_prepare(
+    name: str = typer.Argument(..., help="Dataset name, e.g. cifar-fs."),
+    root: Path = typer.Option(None, "--root", help="Where the raw files are / go."),
+    download: bool = typer.Option(False, "--download", help="Download when possible."),
+) -> None:
+    """Convert (or download) a dataset into memcomp's decoded cache.
+
+    Example: memcomp data prepare cifar-fs --root ~/data/cifar --download
+    """
+    from memcomp.data.status import prepare_dataset
+
+    info = prepare_dataset(name, root, download)
+    console.print_json(json.dumps(info, default=str))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
