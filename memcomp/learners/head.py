@@ -1,0 +1,122 @@
+"""Closed-form maths of a linear softmax head, batched over an optional leading task dimension.
+
+The head is ``logits = z W^T + b`` with features ``z`` (n, d) or (B, n, d), weights ``W``
+(ways, d) or (B, ways, d), bias ``b`` (ways,) or (B, ways) and labels ``y`` (n,) or (B, n). The
+objective of one task is the mean cross-entropy plus ``(l2 / 2) * (||W||^2 + ||b||^2)``.
+
+Writing ``P = softmax(logits)`` and ``Y = onehot(y)``:
+
+* gradient: ``G = (P - Y) / n``, ``dW = G^T z + l2 W``, ``db = sum_rows(G) + l2 b``;
+* Hessian-vector product along ``(U, c)``: ``u = z U^T + c`` (per-row logit change),
+  ``S = (P * u - P * <P, u>) / n``, ``H(U, c) = (S^T z + l2 U, sum_rows(S) + l2 c)``.
+
+Everything is made of ordinary tensor ops, so these functions are differentiable (``grad`` is
+used with a graph through ``z`` by the learners) and work for any float dtype and device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def logits(z: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """``z W^T + b`` per task: (..., n, ways)."""
+    return z @ w.transpose(-1, -2) + b.unsqueeze(-2)
+
+
+def onehot(y: Tensor, ways: int, like: Tensor) -> Tensor:
+    """One-hot labels in the dtype of ``like``; a floating ``y`` is taken as already one-hot.
+
+    Every function taking labels ``y`` accepts either form; converting once up front saves the
+    per-call conversion (on CPU ``one_hot`` also checks the label range).
+    """
+    return y.to(like.dtype) if y.is_floating_point() else F.one_hot(y, ways).to(like.dtype)
+
+
+def sq_norm(w: Tensor, b: Tensor) -> Tensor:
+    """``||W||^2 + ||b||^2`` per task: shape (...)."""
+    return w.square().sum((-1, -2)) + b.square().sum(-1)
+
+
+def loss(z: Tensor, y: Tensor, w: Tensor, b: Tensor, l2: float = 0.0) -> Tensor:
+    """Mean cross-entropy plus ``(l2/2)||(W, b)||^2`` per task: shape (...), scalar unbatched."""
+    lg = logits(z, w, b)
+    ce = -(lg.log_softmax(-1) * onehot(y, w.shape[-2], lg)).sum(-1).mean(-1)
+    return ce + 0.5 * l2 * sq_norm(w, b) if l2 else ce
+
+
+def grad(z: Tensor, y: Tensor, w: Tensor, b: Tensor, l2: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Gradient of :func:`loss` w.r.t. ``(W, b)`` in closed form (differentiable in ``z``)."""
+    lg = logits(z, w, b)
+    g = (lg.softmax(-1) - onehot(y, w.shape[-2], lg)) / z.shape[-2]
+    gw = g.transpose(-1, -2) @ z
+    gb = g.sum(-2)
+    if l2:
+        gw, gb = gw + l2 * w, gb + l2 * b
+    return gw, gb
+
+
+def probs(z: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """Softmax probabilities (..., n, ways); pass to :func:`hvp` to reuse across many products."""
+    return logits(z, w, b).softmax(-1)
+
+
+def hvp(
+    z: Tensor,
+    w: Tensor,
+    b: Tensor,
+    uw: Tensor,
+    ub: Tensor,
+    l2: float = 0.0,
+    p: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Hessian of :func:`loss` w.r.t. ``(W, b)`` at ``(W, b)`` applied to ``(uw, ub)``.
+
+    ``p`` (from :func:`probs` at the same point) skips recomputing the softmax.
+    """
+    p = probs(z, w, b) if p is None else p
+    u = logits(z, uw, ub)
+    s = (p * u - p * (p * u).sum(-1, keepdim=True)) / z.shape[-2]
+    hw = s.transpose(-1, -2) @ z
+    hb = s.sum(-2)
+    if l2:
+        hw, hb = hw + l2 * uw, hb + l2 * ub
+    return hw, hb
+
+
+def gd(
+    z: Tensor, y: Tensor, w: Tensor, b: Tensor, steps: int, lr: float, l2: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """``steps`` gradient-descent steps on :func:`loss` from ``(W, b)``, keeping no graph."""
+    with torch.no_grad():
+        z, w, b = z.detach(), w.detach().clone(), b.detach().clone()
+        y = onehot(y, w.shape[-2], z)
+        for _ in range(steps):
+            gw, gb = grad(z, y, w, b, l2)
+            w.sub_(lr * gw)
+            b.sub_(lr * gb)
+    return w, b
+
+
+def gd_graph(
+    z: Tensor, y: Tensor, w: Tensor, b: Tensor, steps: int, lr: float, l2: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """Same steps as :func:`gd` but differentiable in ``z``, ``W`` and ``b`` (second order)."""
+    y = onehot(y, w.shape[-2], z)
+    for _ in range(steps):
+        gw, gb = grad(z, y, w, b, l2)
+        w, b = w - lr * gw, b - lr * gb
+    return w, b
+
+
+def flatten(w: Tensor, b: Tensor) -> Tensor:
+    """Pack ``(W, b)`` into one vector per task: (..., ways * (d + 1)), rows ``[W_k, b_k]``."""
+    return torch.cat([w, b.unsqueeze(-1)], -1).flatten(-2)
+
+
+def unflatten(v: Tensor, ways: int) -> tuple[Tensor, Tensor]:
+    """Inverse of :func:`flatten`."""
+    m = v.unflatten(-1, (ways, -1))
+    return m[..., :-1], m[..., -1]
