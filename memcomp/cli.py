@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from memcomp.errors import InputError, MemcompError
@@ -46,7 +47,7 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except MemcompError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
             raise typer.Exit(e.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -115,7 +116,19 @@ def run(
     only: str = typer.Option(
         None, "--only", help="Run only cells whose id, learner or label match this glob."
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and exit."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Check everything, list the cells to run, write nothing."
+    ),
+    resume: Path = typer.Option(
+        None, "--resume", help="Continue this results folder: skip its ok cells, run the rest."
+    ),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Cells run at once (process isolation)."),
+    memory_limit: float = typer.Option(
+        None, "--memory-limit", help="Cap each cell's CUDA memory at this many MB."
+    ),
+    isolation: str = typer.Option(
+        "process", "--isolation", help="process (each cell in its own process) | inline."
+    ),
 ) -> None:
     """Expand a suite into cells, meta-train each, and write results.
 
@@ -128,10 +141,17 @@ def run(
       memcomp run suites/paper-memory.yaml --device cuda --only 'mrml*'
 
       memcomp run suites/quickstart.yaml --dry-run
+
+      memcomp run suites/quickstart.yaml --resume results/quickstart/20261127-101500
+
+      memcomp run suites/paper-memory.yaml --jobs 2 --memory-limit 8000
     """
     from memcomp.cli_run import run_suite_command
 
-    code = run_suite_command(suite, out, device, only, dry_run, console)
+    code = run_suite_command(
+        suite, out, device, only, dry_run, console,
+        resume=resume, jobs=jobs, memory_limit=memory_limit, isolation=isolation,
+    )  # fmt: skip
     raise typer.Exit(code)
 
 
@@ -257,13 +277,27 @@ def data_status(
     from memcomp.data.status import dataset_status
 
     rows = dataset_status(root)
-    table = Table(title="datasets")
-    cols = list(rows[0]) if rows else ["name"]
-    for c in cols:
-        table.add_column(str(c))
+    table = Table(title="datasets", show_lines=True)
+    for col in ("name", "present", "path", "format", "classes", "images", "checksum ok"):
+        table.add_column(col, overflow="fold")
+    missing = []
     for r in rows:
-        table.add_row(*[str(r.get(c, "")) for c in cols])
+        ok = r.get("checksum_ok")
+        table.add_row(
+            r["name"],
+            "[green]yes[/]" if r.get("present") else "[red]no[/]",
+            str(r.get("path") or "-"),
+            str(r.get("format") or "-"),
+            str(r.get("classes") or "-"),
+            str(r.get("images") or "-"),
+            "-" if ok is None else ("[green]yes[/]" if ok else "[red]NO[/]"),
+        )
+        if not r.get("present"):
+            missing.append(r)
     console.print(table)
+    for r in missing:
+        console.print(f"[bold]{r['name']}[/]: expected {escape(str(r.get('expected')))}")
+        console.print(f"  {escape(str(r.get('how_to_get')))}")
 
 
 @data_app.command("prepare")

@@ -22,6 +22,6 @@ def build_backbone(name: str, params: dict, in_shape: tuple[int, int, int]) -> n
     return entry.factory(entry.params(**params), in_shape)
 
 
-from memcomp.backbones import conv4  # noqa: E402, F401
+from memcomp.backbones import conv4, resnet12  # noqa: E402, F401
 
 __all__ = ["BACKBONES", "Params", "build_backbone"]

@@ -38,4 +38,11 @@ __all__ = [
 ]
 
 # Built-in loaders register themselves on import (one line per module).
-from memcomp.data import glyphs, synthetic  # noqa: E402, F401
+from memcomp.data import (  # noqa: E402, F401
+    cifar,
+    glyphs,
+    miniimagenet,
+    omniglot,
+    synthetic,
+    tieredimagenet,
+)
