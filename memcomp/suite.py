@@ -4,6 +4,12 @@
 and field path; ``expand`` turns it into :class:`~memcomp.cells.Cell` objects. Learner parameters
 given as lists expand into one cell per value; a learner entry may override ``train``/``test`` keys.
 Top-level keys starting with ``x-`` are ignored (a place for YAML anchors to reuse with ``<<:``).
+
+An optional ``parts:`` list splits a suite into blocks: each part may give ``datasets``,
+``settings``, ``backbones``, ``learners`` and ``seeds`` (replacing the top-level ones for that part)
+and ``train``/``test`` (merged key by key over the top-level ones), plus a ``name`` and
+``description`` for documentation. The cells are the concatenation over parts of each part's cross
+product, e.g. to pair each dataset with its own backbone and hyper-parameters.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import fnmatch
 import itertools
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -91,9 +97,12 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _line_map(root: yaml.Node) -> tuple[dict[Loc, int], list[tuple[Loc, int, str]]]:
-    """Map node paths to 1-based lines; also return duplicate mapping keys found."""
-    lines: dict[Loc, int] = {(): root.start_mark.line + 1}
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _duplicate_keys(root: yaml.Node) -> list[tuple[Loc, int, str]]:
+    """Mapping keys written twice (path, 1-based line, key); run before merge keys are applied,
+    so that a key overriding one merged in with ``<<:`` is not a duplicate."""
     dups: list[tuple[Loc, int, str]] = []
     seen: set[int] = set()
 
@@ -104,43 +113,74 @@ def _line_map(root: yaml.Node) -> tuple[dict[Loc, int], list[tuple[Loc, int, str
         if isinstance(node, yaml.MappingNode):
             keys: set[str] = set()
             for k, v in node.value:
+                if k.tag == _MERGE_TAG:
+                    continue
                 key = str(k.value) if isinstance(k, yaml.ScalarNode) else f"<{k.tag}>"
-                sub = (*path, key)
                 if key in keys:
-                    dups.append((sub, k.start_mark.line + 1, key))
+                    dups.append(((*path, key), k.start_mark.line + 1, key))
                     continue
                 keys.add(key)
-                lines[sub] = k.start_mark.line + 1
-                walk(v, sub)
+                walk(v, (*path, key))
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                lines[(*path, i)] = item.start_mark.line + 1
                 walk(item, (*path, i))
 
     walk(root, ())
-    return lines, dups
+    return dups
 
 
-def _line_for(lines: dict[Loc, int], loc: Loc) -> int | None:
+class _Lines:
+    """1-based lines of field paths, found in the composed node tree (merge keys applied: a key
+    merged in with ``<<:`` is at the line it was written, an overriding key wins)."""
+
+    def __init__(self, root: yaml.Node) -> None:
+        self.root = root
+
+    def get(self, loc: Loc) -> int | None:
+        node, line = self.root, self.root.start_mark.line + 1
+        for part in loc:
+            found = None
+            if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+                for k, v in node.value:  # the last one wins, as when constructing
+                    if isinstance(k, yaml.ScalarNode) and str(k.value) == part:
+                        found = (k.start_mark.line + 1, v)
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                if 0 <= part < len(node.value):
+                    item = node.value[part]
+                    found = (item.start_mark.line + 1, item)
+            if found is None:
+                return None
+            line, node = found
+        return line
+
+
+Lines = Mapping[Loc, int] | _Lines
+
+
+def _line_for(lines: Lines, loc: Loc) -> int | None:
     """The line of ``loc`` or of its nearest enclosing node present in the file."""
     parts = tuple(p if isinstance(p, int) else str(p) for p in loc)
     for n in range(len(parts), -1, -1):
-        if parts[:n] in lines:
-            return lines[parts[:n]]
+        line = lines.get(parts[:n])
+        if line is not None:
+            return line
     return None
 
 
-def _compose(text: str) -> tuple[yaml.Node | None, Any]:
-    """Parse one YAML document: its node tree (for lines) and its Python data."""
+def _compose(text: str) -> tuple[yaml.Node | None, Any, list[tuple[Loc, int, str]]]:
+    """Parse one YAML document: its node tree (for lines), its Python data, duplicate keys."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        return node, (loader.construct_document(node) if node is not None else None)
+        if node is None:
+            return None, None, []
+        dups = _duplicate_keys(node)
+        return node, loader.construct_document(node), dups
     finally:
         loader.dispose()
 
 
-def _read(path: Path, file: str) -> tuple[str, Any, dict[Loc, int]]:
+def _read(path: Path, file: str) -> tuple[str, Any, Lines]:
     """Read and parse; unreadable files and YAML errors raise SuiteError with the line."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -152,7 +192,7 @@ def _read(path: Path, file: str) -> tuple[str, Any, dict[Loc, int]]:
         reason = e.strerror or str(e)
         raise SuiteError([Problem(file, None, "", f"cannot read file: {reason}")]) from None
     try:
-        node, data = _compose(text)
+        node, data, dups = _compose(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -167,13 +207,12 @@ def _read(path: Path, file: str) -> tuple[str, Any, dict[Loc, int]]:
         raise SuiteError([Problem(file, None, "", f"YAML error: {e}")]) from None
     if node is None:
         raise SuiteError([Problem(file, 1, "", "suite file is empty")])
-    lines, dups = _line_map(node)
     if dups:
         problems = [
             Problem(file, ln, format_loc(loc), f"duplicate key {key!r}") for loc, ln, key in dups
         ]
         raise SuiteError(problems)
-    return text, data, lines
+    return text, data, _Lines(node)
 
 
 # ----------------------------------------------------------------------------- error messages
@@ -273,6 +312,8 @@ def _validate(
 # ----------------------------------------------------------------------------- models
 
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
+AXES = ("datasets", "settings", "backbones", "learners")  # required at the top or in each part
+NonEmpty = Annotated[list[Any], Field(min_length=1)]
 
 
 class _SuiteTop(Strict):
@@ -282,18 +323,65 @@ class _SuiteTop(Strict):
     description: str = ""
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    datasets: list[Any] = Field(min_length=1)
-    settings: list[Any] = Field(min_length=1)
-    backbones: list[Any] = Field(min_length=1)
+    datasets: NonEmpty | None = None
+    settings: NonEmpty | None = None
+    backbones: NonEmpty | None = None
     train: dict[str, Any] = Field(default_factory=dict)
     test: dict[str, Any] = Field(default_factory=dict)
-    learners: list[Any] = Field(min_length=1)
+    learners: NonEmpty | None = None
+    parts: NonEmpty | None = None
     budgets: list[dict[str, Any]] | None = None
+
+
+class _PartTop(Strict):
+    """Keys of one ``parts`` entry; each replaces the top-level key (train/test: key by key)."""
+
+    name: str = Field("", max_length=100)
+    description: str = ""
+    seeds: Annotated[list[Seed], Field(min_length=1)] | None = None
+    datasets: NonEmpty | None = None
+    settings: NonEmpty | None = None
+    backbones: NonEmpty | None = None
+    train: dict[str, Any] | None = None
+    test: dict[str, Any] | None = None
+    learners: NonEmpty | None = None
+
+
+@dataclass(frozen=True)
+class SuitePart:
+    """One block of cells: its axes, resolved from the part's own keys and the top level.
+
+    ``index`` is the position in ``parts`` (None: a suite without parts, i.e. the top level);
+    ``own`` names the keys given in the part itself (which decides where problems point).
+    """
+
+    name: str
+    index: int | None
+    seeds: list[int]
+    datasets: list[Component]
+    settings: list[Setting]
+    backbones: list[Component]
+    train: TrainConfig
+    test: TestConfig
+    learners: list[dict[str, Any]]
+    own: frozenset[str] = frozenset()
+    description: str = ""
+
+    def loc(self, key: str) -> Loc:
+        """Where ``key`` of this part is written: in the part, or at the top level."""
+        if self.index is not None and key in self.own:
+            return ("parts", self.index, key)
+        return (key,)
 
 
 @dataclass(frozen=True)
 class Suite:
-    """A validated suite. ``learners`` holds the raw entries (lists and overrides unexpanded)."""
+    """A validated suite. ``learners`` holds the raw entries (lists and overrides unexpanded).
+
+    With ``parts``, ``datasets``/``settings``/``backbones``/``learners``/``seeds`` list every
+    distinct value used by any part (first appearance first) and ``parts`` holds each part
+    resolved; without, ``parts`` is empty and the top-level keys are the only block.
+    """
 
     name: str
     description: str
@@ -308,12 +396,56 @@ class Suite:
     budgets: list[dict[str, Any]] | None = None
     source_path: Path | None = None
     source_text: str = ""
-    lines: dict[Loc, int] = field(default_factory=dict, repr=False, compare=False)
+    lines: Lines = field(default_factory=dict, repr=False, compare=False)
+    parts: tuple[SuitePart, ...] = ()
 
     def problem(self, loc: Loc, message: str) -> Problem:
         """A :class:`Problem` located at field ``loc`` of this suite's file (for later checks)."""
         file = str(self.source_path) if self.source_path is not None else f"<suite {self.name}>"
         return Problem(file, _line_for(self.lines, loc), format_loc(loc), message)
+
+    def blocks(self) -> list[SuitePart]:
+        """The parts, or one block made of the top-level keys for a suite without parts."""
+        if self.parts:
+            return list(self.parts)
+        return [
+            SuitePart(
+                "", None, self.seeds, self.datasets, self.settings, self.backbones,
+                self.train, self.test, self.learners,
+            )
+        ]  # fmt: skip
+
+    def locate(self, key: str, value: Any) -> Loc:
+        """Where ``value`` (a dataset/backbone :class:`Component`, a :class:`Setting` or a learner
+        :class:`Component`) is written, e.g. ``('parts', 1, 'learners', 0)``; for later checks."""
+        for part in self.blocks():
+            for i, item in enumerate(getattr(part, key)):
+                if key == "learners" and _learner_matches(item, value):
+                    return (*part.loc(key), i)
+                if key != "learners" and item == value:
+                    return (*part.loc(key), i)
+        return (key,)
+
+
+def _learner_matches(entry: Any, comp: Any) -> bool:
+    """Whether raw learner ``entry`` can produce learner :class:`Component` ``comp``."""
+    if not isinstance(entry, dict) or entry.get("name") != getattr(comp, "name", None):
+        return False
+    params = getattr(comp, "params", {})
+    for k, v in entry.items():
+        if k in ("name", "train", "test") or k not in params:
+            continue
+        if not (params[k] in v if isinstance(v, list) else params[k] == v):
+            return False
+    return True
+
+
+def _distinct(items: Iterable[Any]) -> list[Any]:
+    out: list[Any] = []
+    for x in items:
+        if x not in out:
+            out.append(x)
+    return out
 
 
 # ----------------------------------------------------------------------------- validation
@@ -410,8 +542,43 @@ def _learner_cells(
     return cells if len(cells) == n else []
 
 
+Block = tuple[SuitePart, list[list[_LearnerCell]]]
+
+
+def _entries(data: dict[Any, Any], prefix: Loc, out: list[tuple[Loc, str]]) -> dict[str, Any]:
+    """Validate the datasets/settings/backbones entries given in ``data`` (absent: not a key)."""
+    checks: dict[str, Any] = {
+        "datasets": lambda e, loc: _plain_component(DATASETS, e, loc, out),
+        "backbones": lambda e, loc: _plain_component(BACKBONES, e, loc, out),
+        "settings": lambda e, loc: _validate(Setting, e, loc, out),
+    }
+    got: dict[str, Any] = {}
+    for key, check in checks.items():
+        value = data.get(key)
+        if isinstance(value, list):
+            got[key] = [check(e, (*prefix, key, i)) for i, e in enumerate(value)]
+    return got
+
+
+def _part_config(
+    model: type[BaseModel],
+    key: str,
+    part: dict[Any, Any],
+    top: Any,
+    base: Any,
+    ploc: Loc,
+    out: list[tuple[Loc, str]],
+) -> Any:
+    """A part's train/test: its keys merged over the top-level ones (problems at its keys)."""
+    over = part.get(key)
+    if not isinstance(over, dict):
+        return base  # absent (or not a mapping: reported by _PartTop)
+    merged = {**(top if isinstance(top, dict) else {}), **over}
+    return _validate(model, merged, (*ploc, key), out, only=set(map(str, over)))
+
+
 def _build(
-    data: Any, file: str, lines: dict[Loc, int], path: Path | None, text: str
+    data: Any, file: str, lines: Lines, path: Path | None, text: str
 ) -> tuple[Suite | None, list[Problem]]:
     """Validate raw suite data; return the suite (if valid) and every problem found."""
     out: list[tuple[Loc, str]] = []
@@ -423,45 +590,96 @@ def _build(
         ]
     data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     top = _validate(_SuiteTop, data, (), out)
-
-    def items(key: str) -> list[tuple[int, Any]]:
-        value = data.get(key)
-        return list(enumerate(value)) if isinstance(value, list) else []
-
-    datasets = [_plain_component(DATASETS, e, ("datasets", i), out) for i, e in items("datasets")]
-    backbones = [
-        _plain_component(BACKBONES, e, ("backbones", i), out) for i, e in items("backbones")
-    ]
-    settings = [_validate(Setting, e, ("settings", i), out) for i, e in items("settings")]
+    raw_parts = data.get("parts")
+    if raw_parts is None:
+        out.extend(((key,), "required") for key in AXES if data.get(key) is None)
+    entries = _entries(data, (), out)
     configs: dict[str, Any] = {}
     for key, model in (("train", TrainConfig), ("test", TestConfig)):
         value = data.get(key, {})
         configs[key] = _validate(model, value, (key,), out) if isinstance(value, dict) else None
-    learner_cells = [
-        _learner_cells(e, ("learners", i), configs["train"], configs["test"], out)
-        for i, e in items("learners")
-    ]
-    suite = None
-    if not out and isinstance(top, _SuiteTop):
-        suite = Suite(
-            name=top.name,
-            description=top.description,
-            seeds=list(top.seeds),
-            device=top.device,
-            datasets=[c for c in datasets if c is not None],
-            settings=[s for s in settings if isinstance(s, Setting)],
-            backbones=[c for c in backbones if c is not None],
-            train=configs["train"],
-            test=configs["test"],
-            learners=list(top.learners),
-            budgets=top.budgets,
-            source_path=path,
-            source_text=text,
-            lines=lines,
+
+    def learners_of(raw: Any, loc: Loc, train: Any, test: Any) -> list[list[_LearnerCell]]:
+        items = raw if isinstance(raw, list) else []
+        return [_learner_cells(e, (*loc, i), train, test, out) for i, e in enumerate(items)]
+
+    top_learners = learners_of(
+        data.get("learners"), ("learners",), configs["train"], configs["test"]
+    )
+    pending: list[tuple[int, dict[Any, Any], Any, dict[str, Any], Any, Any, Any]] = []
+    for i, raw in enumerate(raw_parts if isinstance(raw_parts, list) else []):
+        ploc: Loc = ("parts", i)
+        ptop = _validate(_PartTop, raw, ploc, out)
+        if not isinstance(raw, dict):
+            continue
+        out.extend(
+            ((*ploc, key), "required (in this part or at the top level)")
+            for key in AXES
+            if raw.get(key) is None and data.get(key) is None
         )
-        out.extend(_duplicates(suite, learner_cells))
+        got = _entries(raw, ploc, out)
+        train = _part_config(
+            TrainConfig, "train", raw, data.get("train"), configs["train"], ploc, out
+        )
+        test = _part_config(TestConfig, "test", raw, data.get("test"), configs["test"], ploc, out)
+        if raw.get("learners") is not None:
+            lcells = learners_of(raw["learners"], (*ploc, "learners"), train, test)
+        elif "train" in raw or "test" in raw:
+            lcells = learners_of(data.get("learners"), ("learners",), train, test)
+        else:
+            lcells = top_learners
+        pending.append((i, raw, ptop, got, train, test, lcells))
+    if out or not isinstance(top, _SuiteTop):
+        return None, _problems(file, lines, out)
+    blocks: list[Block] = []
+    for i, raw, ptop, got, train, test, lcells in pending:
+        assert isinstance(ptop, _PartTop)
+        part = SuitePart(
+            name=ptop.name,
+            description=ptop.description,
+            index=i,
+            seeds=list(ptop.seeds if ptop.seeds is not None else top.seeds),
+            datasets=got.get("datasets", entries.get("datasets", [])),
+            settings=got.get("settings", entries.get("settings", [])),
+            backbones=got.get("backbones", entries.get("backbones", [])),
+            train=train,
+            test=test,
+            learners=list(raw.get("learners") or top.learners or []),
+            own=frozenset(k for k in raw if raw[k] is not None),
+        )
+        blocks.append((part, lcells))
+    parts = [b[0] for b in blocks]
+    keys = ("datasets", "settings", "backbones", "learners", "seeds")
+    if parts:  # every distinct value used by a part
+        used = {k: _distinct(x for p in parts for x in getattr(p, k)) for k in keys}
+    else:
+        used = {**entries, "learners": list(top.learners or []), "seeds": list(top.seeds)}
+    suite = Suite(
+        name=top.name,
+        description=top.description,
+        seeds=used["seeds"],
+        device=top.device,
+        datasets=used["datasets"],
+        settings=used["settings"],
+        backbones=used["backbones"],
+        train=configs["train"],
+        test=configs["test"],
+        learners=used["learners"],
+        budgets=top.budgets,
+        source_path=path,
+        source_text=text,
+        lines=lines,
+        parts=tuple(parts),
+    )
+    if not parts:
+        blocks = [(suite.blocks()[0], top_learners)]
+    out.extend(_duplicates(suite.name, blocks))
+    return (None if out else suite), _problems(file, lines, out)
+
+
+def _problems(file: str, lines: Lines, out: list[tuple[Loc, str]]) -> list[Problem]:
     problems = [Problem(file, _line_for(lines, loc), format_loc(loc), msg) for loc, msg in out]
-    return suite, _sorted_unique(problems)
+    return _sorted_unique(problems)
 
 
 def _sorted_unique(problems: list[Problem]) -> list[Problem]:
@@ -469,41 +687,47 @@ def _sorted_unique(problems: list[Problem]) -> list[Problem]:
     return sorted(unique, key=lambda p: p.line if p.line is not None else 0)
 
 
-def _product(suite: Suite, learner_cells: list[list[_LearnerCell]]) -> Iterable[tuple[Cell, Loc]]:
-    """Cells in order datasets x settings x backbones x learners (x values) x seeds.
+def _product(suite_name: str, blocks: list[Block]) -> Iterable[tuple[Cell, tuple[int, ...]]]:
+    """Cells part by part, each in order datasets x settings x backbones x learners (x values)
+    x seeds. Each comes with an index tuple (part, dataset, ...) used to locate duplicates."""
+    for pi, (p, learner_cells) in enumerate(blocks):
+        for di, d in enumerate(p.datasets):
+            for si, s in enumerate(p.settings):
+                for bi, b in enumerate(p.backbones):
+                    for li, lcells in enumerate(learner_cells):
+                        for ci, lc in enumerate(lcells):
+                            for ri, seed in enumerate(p.seeds):
+                                cell = Cell(
+                                    suite_name, d, s, b, lc.learner, lc.train, lc.test, seed
+                                )
+                                yield cell, (pi, di, si, bi, li, ci, ri)
 
-    Each comes with an index tuple used to locate duplicates.
-    """
-    for di, d in enumerate(suite.datasets):
-        for si, s in enumerate(suite.settings):
-            for bi, b in enumerate(suite.backbones):
-                for li, lcells in enumerate(learner_cells):
-                    for ci, lc in enumerate(lcells):
-                        for ri, seed in enumerate(suite.seeds):
-                            cell = Cell(suite.name, d, s, b, lc.learner, lc.train, lc.test, seed)
-                            yield cell, (di, si, bi, li, ci, ri)
 
-
-def _duplicates(suite: Suite, learner_cells: list[list[_LearnerCell]]) -> list[tuple[Loc, str]]:
+def _duplicates(suite_name: str, blocks: list[Block]) -> list[tuple[Loc, str]]:
     """Problems for cells whose full configuration repeats an earlier cell."""
-    first: dict[str, tuple[Loc, Cell]] = {}
+    first: dict[str, tuple[int, ...]] = {}
     out: dict[Loc, str] = {}
-    for cell, idx in _product(suite, learner_cells):
-        prev = first.setdefault(cell.id, (idx, cell))[0]
+    for cell, idx in _product(suite_name, blocks):
+        prev = first.setdefault(cell.id, idx)
         if prev == idx:
             continue
-        pos = next(i for i in range(6) if prev[i] != idx[i])
-        if pos in (0, 1, 2, 5):
-            key = ("datasets", "settings", "backbones", "", "", "seeds")[pos]
-            loc: Loc = (key, idx[pos])
-            other = format_loc((key, prev[pos]))
-        elif pos == 3:
-            loc, other = ("learners", idx[3]), format_loc(("learners", prev[3]))
+        pos = next(i for i in range(7) if prev[i] != idx[i])
+        part, learner_cells = blocks[idx[0]]
+        if pos == 0:
+            loc: Loc = ("parts", idx[0])
+            other = f"a cell of {format_loc(('parts', prev[0]))}"
+        elif pos in (1, 2, 3, 6):
+            key = ("", "datasets", "settings", "backbones", "", "", "seeds")[pos]
+            loc, other = (*part.loc(key), idx[pos]), format_loc((*part.loc(key), prev[pos]))
+        elif pos == 4:
+            loc = (*part.loc("learners"), idx[4])
+            other = format_loc((*part.loc("learners"), prev[4]))
         else:
-            a = learner_cells[idx[3]][prev[4]].choice
-            b = learner_cells[idx[3]][idx[4]].choice
+            a = learner_cells[idx[4]][prev[5]].choice
+            b = learner_cells[idx[4]][idx[5]].choice
             k = next(k for k in sorted(b) if a[k] != b[k])
-            loc, other = ("learners", idx[3], k, b[k]), format_loc(("learners", idx[3], k, a[k]))
+            base = (*part.loc("learners"), idx[4], k)
+            loc, other = (*base, b[k]), format_loc((*base, a[k]))
         out.setdefault(loc, f"duplicate cell: same configuration as {other} ({cell.label()})")
     return list(out.items())
 
@@ -533,13 +757,17 @@ def suite_from_dict(data: Any, file: str = "<suite>") -> Suite:
 def expand(suite: Suite) -> list[Cell]:
     """All cells of ``suite`` in a deterministic order (see :func:`_product`)."""
     out: list[tuple[Loc, str]] = []
-    learner_cells = [
-        _learner_cells(e, ("learners", i), suite.train, suite.test, out)
-        for i, e in enumerate(suite.learners)
-    ]
+    blocks: list[Block] = []
+    for part in suite.blocks():
+        prefix = part.loc("learners")
+        lcells = [
+            _learner_cells(e, (*prefix, i), part.train, part.test, out)
+            for i, e in enumerate(part.learners)
+        ]
+        blocks.append((part, lcells))
     if out:
         raise SuiteError([suite.problem(loc, msg) for loc, msg in out])
-    return [cell for cell, _ in _product(suite, learner_cells)]
+    return [cell for cell, _ in _product(suite.name, blocks)]
 
 
 def filter_cells(cells: Sequence[Cell], pattern: str | None) -> list[Cell]:
@@ -624,29 +852,47 @@ def suite_json_schema() -> dict[str, Any]:
     defs: dict[str, Any] = {}
     for model in (Setting, TrainConfig, TestConfig):
         defs[model.__name__] = _model_schema(model, defs)
+    seeds = {
+        "type": "array",
+        "minItems": 1,
+        "items": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+    }
+    axes: dict[str, Any] = {
+        "seeds": seeds,
+        "datasets": _entries_schema(DATASETS, defs, lists=False),
+        "settings": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Setting"}},
+        "backbones": _entries_schema(BACKBONES, defs, lists=False),
+        "train": {"$ref": "#/$defs/TrainConfig"},
+        "test": {"$ref": "#/$defs/TestConfig"},
+        "learners": _entries_schema(LEARNERS, defs, lists=True),
+    }
+    defs["Part"] = {
+        "type": "object",
+        "title": "Part",
+        "description": "a block of cells: each key replaces the top-level one for this part "
+        "(train/test: key by key); cells are the concatenation over parts",
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "maxLength": 100, "description": "documentation only"},
+            "description": {"type": "string"},
+            **axes,
+        },
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "memcomp suite",
         "type": "object",
         "additionalProperties": False,
         "patternProperties": {"^x-": {"description": "ignored (e.g. to hold YAML anchors)"}},
-        "required": ["name", "datasets", "settings", "backbones", "learners"],
+        "required": ["name"],
+        "anyOf": [{"required": list(AXES)}, {"required": ["parts"]}],
         "properties": {
             "name": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 100},
             "description": {"type": "string"},
-            "seeds": {
-                "type": "array",
-                "minItems": 1,
-                "items": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
-                "default": [0],
-            },
             "device": {"enum": ["auto", "cpu", "cuda"], "default": "auto"},
-            "datasets": _entries_schema(DATASETS, defs, lists=False),
-            "settings": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Setting"}},
-            "backbones": _entries_schema(BACKBONES, defs, lists=False),
-            "train": {"$ref": "#/$defs/TrainConfig"},
-            "test": {"$ref": "#/$defs/TestConfig"},
-            "learners": _entries_schema(LEARNERS, defs, lists=True),
+            **axes,
+            "seeds": {**seeds, "default": [0]},
+            "parts": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Part"}},
             "budgets": {"type": "array", "items": {"type": "object"}},
         },
         "$defs": defs,

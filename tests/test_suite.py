@@ -345,6 +345,7 @@ def test_json_schema_structure() -> None:
         "train",
         "test",
         "learners",
+        "parts",
         "budgets",
     }
     variants = {v["properties"]["name"]["const"]: v for v in props["learners"]["items"]["oneOf"]}
@@ -389,3 +390,232 @@ def test_suite_from_dict_and_problem_locations(tmp_path: Path) -> None:
     p = suite.problem(("learners", 1, "l2"), "too big")
     assert p.line == suite.source_text.splitlines().index("  l2: 0.01") + 1
     assert str(p).endswith(": learners[1].l2: too big")
+
+
+def test_merge_key_override_is_not_a_duplicate(tmp_path: Path) -> None:
+    text = (
+        "name: x\n"
+        f"x-base: &b {{name: {MRML}, inner_lr: 0.2, cg_steps: 3}}\n"
+        f"datasets: [{{name: {DATA}}}]\n"
+        "settings: [{ways: 3}]\n"
+        "backbones: [{name: conv4}]\n"
+        "learners:\n"
+        "  - {<<: *b, inner_lr: 0.3}\n"
+        "  - <<: *b\n"
+        "    cg_steps: -1\n"
+    )
+    problems = problems_of(write(tmp_path, text))
+    assert [(p.field, p.line) for p in problems] == [("learners[1].cg_steps", 9)]
+    cells = expand(load_suite(write(tmp_path, text.replace("-1", "4"))))
+    assert [(c.learner.params["inner_lr"], c.learner.params["cg_steps"]) for c in cells] == [
+        (0.3, 3),
+        (0.2, 4),
+    ]
+    # a bad value merged in from an anchor is reported at the line it is written on
+    [p] = problems_of(write(tmp_path, text.replace("-1", "4").replace("0.2", "-0.2")))
+    assert (p.field, p.line) == ("learners[1].inner_lr", 2)
+
+
+# ----------------------------------------------------------------------------- parts
+
+PARTS = (
+    "name: parts\n"  # 1
+    "seeds: [0, 1]\n"  # 2
+    "settings: [{ways: 5, shots: 1}]\n"  # 3
+    "train: {iterations: 50, lr: 0.001, meta_batch: 2}\n"  # 4
+    "test: {episodes: 10}\n"  # 5
+    f"learners: [{{name: {MAML}, inner_steps: 2}}]\n"  # 6
+    "parts:\n"  # 7
+    "  - name: small\n"  # 8
+    f"    datasets: [{{name: {DATA}, image_size: 16}}]\n"  # 9
+    "    backbones: [{name: conv4, hidden: 8}]\n"  # 10
+    "    train: {lr: 0.01}\n"  # 11
+    "  - name: big\n"  # 12
+    "    description: two learners, own seeds and test protocol\n"  # 13
+    f"    datasets: [{{name: {DATA}, image_size: 32}}]\n"  # 14
+    "    backbones: [{name: conv4, hidden: 16}]\n"  # 15
+    "    seeds: [7]\n"  # 16
+    "    test: {protocol: head-finetune}\n"  # 17
+    "    learners:\n"  # 18
+    f"      - {{name: {MAML}, inner_steps: 3}}\n"  # 19
+    f"      - name: {MRML}\n"  # 20
+    "        inner_lr: 0.2\n"  # 21
+    "        inner_steps: [4, 6]\n"  # 22
+    "        train: {meta_batch: 8}\n"  # 23
+)
+
+
+def test_parts_concatenate_cross_products(tmp_path: Path) -> None:
+    suite = load_suite(write(tmp_path, PARTS))
+    cells = expand(suite)
+    # part small: 1 dataset x 1 setting x 1 backbone x 1 learner x 2 seeds;
+    # part big: 1 x 1 x 1 x (1 + 2) learner cells x 1 seed
+    assert len(cells) == 2 + 3 and len({c.id for c in cells}) == 5
+    small, big = cells[:2], cells[2:]
+    assert [c.seed for c in small] == [0, 1] and {c.seed for c in big} == {7}
+    assert {c.dataset.params["image_size"] for c in small} == {16}
+    assert {c.backbone.params["hidden"] for c in big} == {16}
+    assert [c.learner.params["inner_steps"] for c in big] == [3, 4, 6]
+    # train/test merged key by key: part over top level, learner over part
+    assert small[0].train.model_dump() == {**suite.train.model_dump(), "lr": 0.01}
+    assert small[0].train.iterations == 50 and small[0].test.protocol == "native"
+    assert [c.train.meta_batch for c in big] == [2, 8, 8]
+    assert {c.train.lr for c in big} == {0.001}
+    assert {(c.test.protocol, c.test.episodes) for c in big} == {("head-finetune", 10)}
+    # the Suite lists every value used, and each part resolved
+    assert [p.name for p in suite.parts] == ["small", "big"]
+    assert suite.parts[1].description.startswith("two learners")
+    assert [d.params["image_size"] for d in suite.datasets] == [16, 32]
+    assert suite.seeds == [0, 1, 7]
+    assert [e["name"] for e in suite.learners] == [MAML, MAML, MRML]
+    assert suite.parts[0].loc("learners") == ("learners",)
+    assert suite.parts[1].loc("learners") == ("parts", 1, "learners")
+    assert suite.locate("learners", big[1].learner) == ("parts", 1, "learners", 1)
+    assert suite.locate("learners", small[0].learner) == ("learners", 0)
+    assert suite.locate("datasets", big[0].dataset) == ("parts", 1, "datasets", 0)
+    assert suite.locate("settings", big[0].setting) == ("settings", 0)
+    assert suite.problem(suite.locate("datasets", big[0].dataset), "x").line == 14
+
+
+def test_part_names_do_not_change_cell_ids(tmp_path: Path) -> None:
+    a = expand(load_suite(write(tmp_path, PARTS)))
+    renamed = PARTS.replace("name: small", "name: other").replace("two learners", "2")
+    assert [c.id for c in expand(load_suite(write(tmp_path, renamed)))] == [c.id for c in a]
+
+
+def test_suite_without_parts_is_one_block(tmp_path: Path) -> None:
+    suite = load_suite(write(tmp_path, valid_suite()))
+    assert suite.parts == ()
+    [block] = suite.blocks()
+    assert block.index is None and block.loc("datasets") == ("datasets",)
+    assert len(expand(suite)) == 3
+
+
+def test_parts_equal_to_flat_suite(tmp_path: Path) -> None:
+    """A suite split into parts along the datasets gives the same cells as the flat suite."""
+    flat = valid_suite()
+    flat["datasets"].append({"name": DATA, "image_size": 32})
+    split = valid_suite()
+    del split["datasets"]
+    split["parts"] = [{"datasets": [d]} for d in flat["datasets"]]
+    a = expand(load_suite(write(tmp_path, flat, "a.yaml")))
+    b = expand(load_suite(write(tmp_path, split, "b.yaml")))
+    assert [c.id for c in a] == [c.id for c in b] and len(a) == 6
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "line", "pattern"),
+    [
+        ("inner_lr: 0.2", "inner_lr: -0.2", "parts[1].learners[1].inner_lr", 21, "> 0"),
+        ("[4, 6]", "[4, -6]", "parts[1].learners[1].inner_steps[1]", 22, ">= 0"),
+        ("meta_batch: 8", "meta_batch: 0", "parts[1].learners[1].train.meta_batch", 23, ">= 1"),
+        ("train: {lr: 0.01}", "train: {lr: -1}", "parts[0].train.lr", 11, "> 0"),
+        ("train: {lr: 0.01}", "train: 3", "parts[0].train", 11, "must be a mapping"),
+        ("protocol: head-finetune", "protocol: x", "parts[1].test.protocol", 17, "'native' or"),
+        ("seeds: [7]", "seeds: [-7]", "parts[1].seeds[0]", 16, ">= 0"),
+        ("seeds: [7]", "seeds: []", "parts[1].seeds", 16, "must not be empty"),
+        ("hidden: 16", "hiden: 16", "parts[1].backbones[0].hiden", 15, "'hidden'"),
+        ("image_size: 32}", "image_size: 32, x: 1}", "parts[1].datasets[0].x", 14, "unknown"),
+        (f"name: {MRML}", "name: t-mrmll", "parts[1].learners[1].name", 20, "did you mean"),
+        ("  - name: big\n", "  - name: big\n    colour: red\n", "parts[1].colour", 13, "unknown"),
+        ("  - name: small\n", "  - 5\n  - name: small\n", "parts[0]", 8, "must be a mapping"),
+        ("name: small", f"name: {'s' * 101}", "parts[0].name", 8, "at most 100"),
+        ("parts:\n", "parts: []\nx-parts:\n", "parts", 7, "must not be empty"),
+    ],
+)
+def test_problems_in_parts_are_located(tmp_path, old, new, field, line, pattern) -> None:
+    assert old in PARTS
+    p = one(problems_of(write(tmp_path, PARTS.replace(old, new, 1))), field)
+    assert re.search(pattern, p.message), p.message
+    assert p.line == line, p
+
+
+def test_axes_required_in_part_or_top(tmp_path: Path) -> None:
+    text = PARTS.replace("settings: [{ways: 5, shots: 1}]\n", "").replace(
+        "learners: [{name: t-maml, inner_steps: 2}]\n", ""
+    )
+    problems = problems_of(write(tmp_path, text))
+    assert [(p.field, p.line, p.message) for p in problems] == [
+        ("parts[0].settings", 6, "required (in this part or at the top level)"),
+        ("parts[0].learners", 6, "required (in this part or at the top level)"),
+        ("parts[1].settings", 10, "required (in this part or at the top level)"),
+    ]
+    # without parts, the four axes are required at the top level
+    problems = problems_of(write(tmp_path, "name: x\ndatasets: [{name: t-data}]\n"))
+    assert [(p.field, p.message) for p in problems] == [
+        ("settings", "required"),
+        ("backbones", "required"),
+        ("learners", "required"),
+    ]
+
+
+def test_invalid_top_level_learner_used_by_a_part_is_reported_once(tmp_path: Path) -> None:
+    problems = problems_of(write(tmp_path, PARTS.replace("inner_steps: 2}", "inner_steps: -2}")))
+    assert [(p.field, p.line) for p in problems] == [("learners[0].inner_steps", 6)]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "other"),
+    [
+        # part big repeats part small's cell (same everything, seed 0 included)
+        (
+            "  - name: big\n",
+            "  - name: again\n"
+            f"    datasets: [{{name: {DATA}, image_size: 16}}]\n"
+            "    backbones: [{name: conv4, hidden: 8}]\n"
+            "    train: {lr: 0.01}\n"
+            "    seeds: [1]\n"
+            "  - name: big\n",
+            "parts[1]",
+            "a cell of parts[0]",
+        ),
+        (
+            "    backbones: [{name: conv4, hidden: 16}]\n",
+            "    backbones: [{name: conv4, hidden: 16}, {name: conv4, hidden: 16, blocks: 4}]\n",
+            "parts[1].backbones[1]",
+            "parts[1].backbones[0]",
+        ),
+        ("[4, 6]", "[4, 6, 4]", "parts[1].learners[1].inner_steps[2]", "inner_steps[0]"),
+        (
+            "inner_steps: 3}",
+            "inner_steps: 4, inner_lr: 0.1}",
+            "parts[1].learners[1]",
+            "parts[1].learners[0]",
+        ),
+        ("seeds: [7]", "seeds: [7, 7]", "parts[1].seeds[1]", "parts[1].seeds[0]"),
+    ],
+)
+def test_duplicate_cells_across_and_within_parts(tmp_path, old, new, field, other) -> None:
+    assert old in PARTS
+    text = PARTS.replace(old, new, 1)
+    if "inner_lr: 0.1}" in new:  # the t-mrml entry must repeat the first one's values
+        text = text.replace("inner_lr: 0.2", "inner_lr: 0.1").replace("t-mrml", MAML)
+        text = text.replace("        train: {meta_batch: 8}\n", "")
+        text = text.replace("[4, 6]", "[4, 5]")
+    problems = problems_of(write(tmp_path, text))
+    assert [p.field for p in problems] == [field], problems
+    assert "duplicate cell" in problems[0].message and other in problems[0].message
+
+
+def test_schema_describes_parts() -> None:
+    schema = suite_json_schema()
+    assert schema["required"] == ["name"]
+    assert {"required": ["parts"]} in schema["anyOf"]
+    part = schema["$defs"]["Part"]
+    assert part["additionalProperties"] is False
+    assert set(part["properties"]) == {
+        "name",
+        "description",
+        "seeds",
+        "datasets",
+        "settings",
+        "backbones",
+        "train",
+        "test",
+        "learners",
+    }
+    assert schema["properties"]["parts"]["items"] == {"$ref": "#/$defs/Part"}
+    names = {
+        v["properties"]["name"]["const"] for v in part["properties"]["learners"]["items"]["oneOf"]
+    }
+    assert {MAML, MRML} <= names
