@@ -77,13 +77,20 @@ def test_loss_and_adapt_predict() -> None:
         ("per-step", 6, 7),
     ],
 )
-def test_graph_forwards_per_task(features: str, steps: int, graph_forwards: int) -> None:
-    """``once`` keeps one support graph whatever K; ``per-step`` one per inner step."""
-    learner = tiny_learner("anil", {"inner_steps": steps, "features": features})
+@pytest.mark.parametrize("execution", ["sequential", "batched"])
+def test_graph_forwards_per_task(
+    features: str, steps: int, graph_forwards: int, execution: str
+) -> None:
+    """``once`` keeps one support graph whatever K; ``per-step`` one per inner step.
+
+    Sequential: that many forwards per task; batched: that many forwards for all tasks at once.
+    """
+    params = {"inner_steps": steps, "features": features, "execution": execution}
+    learner = tiny_learner("anil", params)
     counter = ForwardCounter(learner.backbone)
     learner.meta_backward(tiny_tasks(2))
     counter.remove()
-    assert counter.with_graph == 2 * graph_forwards
+    assert counter.with_graph == (2 if execution == "sequential" else 1) * graph_forwards
 
 
 def test_float32_and_zero_steps() -> None:
@@ -100,6 +107,7 @@ def test_params_validation() -> None:
     entry = LEARNERS.get("anil")
     p = entry.params()
     assert (p.inner_steps, p.inner_lr, p.features) == (5, 0.1, "once")
+    assert (p.execution, p.task_chunk) == ("batched", None)
     with pytest.raises(ValidationError):
         entry.params(features="twice")
     with pytest.raises(ValidationError):

@@ -185,13 +185,19 @@ def test_warm_start_cuts_cg_iterations() -> None:
     assert iters[True][2] < iters[True][1] < iters[True][0] <= iters[False][2]
 
 
-def test_one_graph_forward_whatever_k_and_n() -> None:
+@pytest.mark.parametrize(
+    ("execution", "forwards"), [("sequential", (2 * 3, 2 * 3)), ("batched", (2, 0))]
+)
+def test_one_graph_forward_whatever_k_and_n(execution: str, forwards: tuple[int, int]) -> None:
+    """Sequential: support and query once without and once with graph, per task. Batched: one
+    graph forward of the support and one of the query images for all tasks, reused."""
     for k, n in ((1, 1), (25, 30)):
-        learner = tiny_learner("mrml", {"inner_steps": k, "cg_steps": n})
+        params = {"inner_steps": k, "cg_steps": n, "execution": execution}
+        learner = tiny_learner("mrml", params)
         counter = ForwardCounter(learner.backbone)
         learner.meta_backward(tiny_tasks(3))
         counter.remove()
-        assert (counter.with_graph, counter.without_graph) == (2 * 3, 2 * 3)
+        assert (counter.with_graph, counter.without_graph) == forwards
 
 
 def test_loss_adapt_predict_and_float32() -> None:

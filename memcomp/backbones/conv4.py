@@ -1,4 +1,8 @@
-"""Conv4: four blocks of 3x3 conv, BatchNorm (batch statistics), ReLU, 2x2 max-pool."""
+"""Conv4: four blocks of 3x3 conv, BatchNorm (batch statistics), ReLU, 2x2 max-pool.
+
+BatchNorm is :class:`~memcomp.backbones.norm.TaskBatchNorm2d`: per-task statistics also when a
+batch of tasks runs as one batch (inside ``task_groups``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from memcomp.backbones import BACKBONES
+from memcomp.backbones.norm import TaskBatchNorm2d
 from memcomp.registry import Params
 
 
@@ -25,7 +30,7 @@ class Conv4(nn.Module):
         for i in range(blocks):
             layers += [
                 nn.Conv2d(c if i == 0 else hidden, hidden, 3, padding=1),
-                nn.BatchNorm2d(hidden, track_running_stats=False),
+                TaskBatchNorm2d(hidden, track_running_stats=False),
                 nn.ReLU(),
                 nn.MaxPool2d(2),
             ]

@@ -3,7 +3,8 @@
 Four residual blocks; each block is three 3x3 conv (no bias) + BatchNorm layers with
 LeakyReLU(0.1) after the first two, a 1x1 conv + BatchNorm shortcut added before the final
 LeakyReLU, then a 2x2 max-pool. Widths default to 64-160-320-640 (about 12.4M parameters). BatchNorm
-uses per-task batch statistics (``track_running_stats=False``) like conv4. With ``avg_pool`` the
+uses per-task batch statistics (``track_running_stats=False``, :class:`TaskBatchNorm2d`) like
+conv4. With ``avg_pool`` the
 final map is globally averaged (feat_dim = last width), otherwise flattened. DropBlock is omitted.
 """
 
@@ -14,6 +15,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from memcomp.backbones import BACKBONES
+from memcomp.backbones.norm import TaskBatchNorm2d
 from memcomp.registry import Params
 
 
@@ -36,11 +38,11 @@ class ResBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, slope: float) -> None:
         super().__init__()
-        self.conv1, self.bn1 = _conv3(cin, cout), nn.BatchNorm2d(cout, track_running_stats=False)
-        self.conv2, self.bn2 = _conv3(cout, cout), nn.BatchNorm2d(cout, track_running_stats=False)
-        self.conv3, self.bn3 = _conv3(cout, cout), nn.BatchNorm2d(cout, track_running_stats=False)
+        self.conv1, self.bn1 = _conv3(cin, cout), TaskBatchNorm2d(cout, track_running_stats=False)
+        self.conv2, self.bn2 = _conv3(cout, cout), TaskBatchNorm2d(cout, track_running_stats=False)
+        self.conv3, self.bn3 = _conv3(cout, cout), TaskBatchNorm2d(cout, track_running_stats=False)
         self.shortcut = nn.Sequential(
-            nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout, track_running_stats=False)
+            nn.Conv2d(cin, cout, 1, bias=False), TaskBatchNorm2d(cout, track_running_stats=False)
         )
         self.act = nn.LeakyReLU(slope)
         self.pool = nn.MaxPool2d(2)

@@ -11,13 +11,17 @@ Two honest implementations (design notes, section 2), chosen by ``features``:
 * ``per-step``: the backbone is re-run at every inner step, as learn2learn-style code and the
   paper's experiments do; each step keeps its own backbone graph, so memory grows with K.
 
-Both give the same meta-gradient. Tasks run one after another, each task's outer backward freeing
-its graph before the next task starts. ``itd-bio`` reuses this class with a fixed head init.
+Both give the same meta-gradient. ``execution="sequential"`` runs tasks one after another, each
+task's outer backward freeing its graph before the next task starts. ``execution="batched"``
+(default) runs ``task_chunk`` tasks together: each backbone forward covers all tasks' support (or
+query) images with per-task BatchNorm statistics, the head steps are batched closed forms over a
+leading task dimension, and one backward per chunk. ``itd-bio`` reuses this class with a fixed head
+init.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -26,12 +30,13 @@ from torch import Tensor
 
 from memcomp.data.base import Task
 from memcomp.learners import LEARNERS, head
-from memcomp.learners.base import Learner, LearnerParams, StepStats, mean_loss
+from memcomp.learners.base import Learner, StepStats, mean_loss
+from memcomp.learners.batching import ExecutionParams, grouped_features, task_chunks, use_batched
 
 FeatureMode = Literal["once", "per-step"]
 
 
-class AnilParams(LearnerParams):
+class AnilParams(ExecutionParams):
     """Parameters of ``anil``."""
 
     inner_steps: int = Field(5, ge=0, description="inner SGD steps K on the head")
@@ -58,18 +63,45 @@ class Anil(Learner):
 
     def adapt_head(self, xs: Tensor, ys: Tensor) -> tuple[Tensor, Tensor]:
         """K head steps from ``self.head``, differentiable in the backbone (and head init)."""
+        return self._adapt(lambda: self.backbone(xs), ys, self.head.weight, self.head.bias)
+
+    def _adapt(
+        self, features: Callable[[], Tensor], ys: Tensor, w: Tensor, b: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """K head steps from ``(w, b)`` on ``features()`` (called once, or per step)."""
         p = self.params
-        w, b = self.head.weight, self.head.bias
         if p.features == "once" and p.inner_steps:
-            return head.gd_graph(self.backbone(xs), ys, w, b, p.inner_steps, p.inner_lr, self.l2)
+            return head.gd_graph(features(), ys, w, b, p.inner_steps, p.inner_lr, self.l2)
         ys = head.onehot(ys, self.ways, w)
         for _ in range(p.inner_steps):
-            w, b = head.gd_graph(self.backbone(xs), ys, w, b, 1, p.inner_lr, self.l2)
+            w, b = head.gd_graph(features(), ys, w, b, 1, p.inner_lr, self.l2)
         return w, b
+
+    def _meta_backward_batched(self, tasks: Sequence[Task]) -> StepStats:
+        n = len(tasks)
+        losses = []
+        with torch.enable_grad():
+            for chunk in task_chunks(tasks, self.params.task_chunk):
+                k = len(chunk)
+                xs, ys = [t.xs for t in chunk], torch.stack([t.ys for t in chunk])
+                with self.phase("inner"):
+                    w0 = self.head.weight.unsqueeze(0).expand(k, -1, -1)
+                    b0 = self.head.bias.unsqueeze(0).expand(k, -1)
+                    w, b = self._adapt(
+                        lambda xs=xs: grouped_features(self.backbone, xs), ys, w0, b0
+                    )
+                with self.phase("hypergrad"):
+                    zq = grouped_features(self.backbone, [t.xq for t in chunk])
+                    loss = head.loss(zq, torch.stack([t.yq for t in chunk]), w, b)
+                    (loss.sum() / n).backward()
+                losses.append(loss.detach())
+        return StepStats(loss=torch.cat(losses).mean())
 
     def meta_backward(self, tasks: Sequence[Task]) -> StepStats:
         if not tasks:
             raise ValueError("meta_backward needs at least one task")
+        if use_batched(self.params, tasks):
+            return self._meta_backward_batched(tasks)
         n = len(tasks)
         losses = []
         with torch.enable_grad():

@@ -17,7 +17,6 @@ used with a graph through ``z`` by the learners) and work for any float dtype an
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -30,9 +29,12 @@ def onehot(y: Tensor, ways: int, like: Tensor) -> Tensor:
     """One-hot labels in the dtype of ``like``; a floating ``y`` is taken as already one-hot.
 
     Every function taking labels ``y`` accepts either form; converting once up front saves the
-    per-call conversion (on CPU ``one_hot`` also checks the label range).
+    per-call conversion. Built by comparison, never reading a value back to the host (``one_hot``
+    checks the label range with a host read on the CPU); labels outside 0..ways-1 give zero rows.
     """
-    return y.to(like.dtype) if y.is_floating_point() else F.one_hot(y, ways).to(like.dtype)
+    if y.is_floating_point():
+        return y.to(like.dtype)
+    return (y.unsqueeze(-1) == torch.arange(ways, device=y.device)).to(like.dtype)
 
 
 def sq_norm(w: Tensor, b: Tensor) -> Tensor:

@@ -6,6 +6,11 @@ head), with ``L_s`` the support cross-entropy. It is solved approximately by K g
 the Hessian of ``L_s`` at ``phi``, so the meta-gradient is ``x = (I + H/lam)^{-1} grad L_q(phi_K)``,
 found by N conjugate-gradient steps using Hessian-vector products (double backward of ``L_s``).
 
+``execution="batched"`` (default) runs ``task_chunk`` tasks together: per-task weights (B, ...),
+losses by ``torch.func.vmap`` over ``functional_call``, gradients and Hessian-vector products of
+the summed loss by plain ``torch.autograd`` (exact with the fused BatchNorm), and one batched CG
+over (B, q). Subclasses that override ``support_loss`` / ``query_loss`` run sequentially.
+
 Caveat: CG assumes ``I + H/lam`` is positive definite. For a deep network ``H`` can be indefinite;
 if its most negative eigenvalue is below ``-lam`` the system is indefinite and CG may diverge or
 stall. Raise ``lam`` (stronger proximal term) then, and watch the reported CG residual.
@@ -23,7 +28,8 @@ from torch.func import functional_call
 
 from memcomp.data.base import Task
 from memcomp.learners import LEARNERS
-from memcomp.learners.base import Learner, LearnerParams, StepStats, mean_loss
+from memcomp.learners.base import Learner, StepStats, mean_loss
+from memcomp.learners.batching import ExecutionParams, task_chunks, use_batched, vmapped_losses
 from memcomp.learners.cg import CGResult, conjugate_gradient
 
 LossFn = Callable[[list[Tensor]], Tensor]
@@ -94,7 +100,52 @@ def implicit_solve(
     return conjugate_gradient(matvec, g, x0=x0, iters=iters, tol=tol)
 
 
-class ImamlParams(LearnerParams):
+def batch_flatten(tensors: Sequence[Tensor]) -> Tensor:
+    """Concatenate per-task tensors (each (B, ...)) into one (B, q) matrix."""
+    return torch.cat([t.reshape(t.shape[0], -1) for t in tensors], 1)
+
+
+def batch_unflatten(mat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
+    """Split a (B, q) matrix into per-task tensors shaped as ``like`` (each (B, ...))."""
+    parts = torch.split(mat, [t[0].numel() for t in like], dim=1)
+    return [p.reshape(t.shape) for p, t in zip(parts, like, strict=True)]
+
+
+def implicit_solve_batched(
+    loss_fn: LossFn,
+    phi: Sequence[Tensor],
+    g: Tensor,
+    lam: float,
+    iters: int,
+    tol: float | None = None,
+) -> CGResult:
+    """:func:`implicit_solve` for B independent tasks at once.
+
+    ``phi`` holds per-task tensors (B, ...), ``loss_fn`` returns the SUM of the tasks' losses (so
+    the Hessian is block diagonal) and ``g`` is (B, q); CG runs batched over the B systems.
+    """
+    leaves = [p.detach().requires_grad_() for p in phi]
+    grads = torch.autograd.grad(loss_fn(leaves), leaves, create_graph=True)
+    live = [i for i, gi in enumerate(grads) if gi.requires_grad]
+
+    def matvec(v: Tensor) -> Tensor:
+        if not live:
+            return v
+        vs = batch_unflatten(v, leaves)
+        hv = torch.autograd.grad(
+            [grads[i] for i in live],
+            leaves,
+            grad_outputs=[vs[i] for i in live],
+            retain_graph=True,
+            allow_unused=True,
+        )
+        hv = [torch.zeros_like(p) if h is None else h for h, p in zip(hv, leaves, strict=True)]
+        return v + batch_flatten(hv) / lam
+
+    return conjugate_gradient(matvec, g, iters=iters, tol=tol)
+
+
+class ImamlParams(ExecutionParams):
     """Parameters of ``imaml``."""
 
     inner_steps: int = Field(10, ge=0, description="gradient steps K on the proximal objective")
@@ -138,9 +189,60 @@ class Imaml(Learner):
             self._support_fn(names, task), theta, p.lam, p.inner_steps, p.inner_lr
         )
 
+    def _batchable(self, tasks: Sequence[Task]) -> bool:
+        cls = type(self)
+        own_losses = cls.support_loss is Imaml.support_loss and cls.query_loss is Imaml.query_loss
+        return own_losses and use_batched(self.params, tasks)
+
+    def _solve_chunk(
+        self, names: list[str], theta: list[Tensor], chunk: Sequence[Task]
+    ) -> tuple[Tensor, Tensor, CGResult]:
+        """Batched inner loop and CG for ``chunk``: (query losses (B,), solutions (B, q), CG)."""
+        p, b = self.params, len(chunk)
+        xs, ys = torch.stack([t.xs for t in chunk]), torch.stack([t.ys for t in chunk])
+
+        def support(ps: list[Tensor]) -> Tensor:
+            return vmapped_losses(self, dict(zip(names, ps, strict=True)), xs, ys).sum()
+
+        with self.phase("inner"):
+            stacked = [t.detach().unsqueeze(0).expand(b, *t.shape) for t in theta]
+            phi = proximal_descent(support, stacked, p.lam, p.inner_steps, p.inner_lr)
+        with self.phase("hypergrad"):
+            xq, yq = torch.stack([t.xq for t in chunk]), torch.stack([t.yq for t in chunk])
+            leaves = [x.requires_grad_() for x in phi]
+            loss = vmapped_losses(self, dict(zip(names, leaves, strict=True)), xq, yq)
+            gq = batch_flatten(torch.autograd.grad(loss.sum(), leaves))
+            sol = implicit_solve_batched(support, phi, gq, p.lam, p.cg_steps, p.cg_tol)
+        return loss.detach(), sol.x, sol
+
+    def _meta_backward_batched(self, tasks: Sequence[Task]) -> StepStats:
+        names, theta = self._names_and_params()
+        total: Tensor | None = None
+        losses, residuals = [], []
+        with torch.enable_grad():
+            for chunk in task_chunks(tasks, self.params.task_chunk):
+                loss, x, sol = self._solve_chunk(names, theta, chunk)
+                total = x.sum(0) if total is None else total + x.sum(0)
+                losses.append(loss)
+                residuals.append(sol.residual)
+        assert total is not None
+        with self.phase("hypergrad"):
+            self._accumulate(theta, total / len(tasks))
+        return StepStats(loss=torch.cat(losses).mean(), cg_residual=torch.cat(residuals).mean())
+
+    @staticmethod
+    def _accumulate(theta: list[Tensor], flat_grad: Tensor) -> None:
+        for param, g in zip(theta, unflatten(flat_grad, theta), strict=True):
+            if param.grad is None:
+                param.grad = g.clone()
+            else:
+                param.grad.add_(g)
+
     def meta_backward(self, tasks: Sequence[Task]) -> StepStats:
         if not tasks:
             raise ValueError("meta_backward needs at least one task")
+        if self._batchable(tasks):
+            return self._meta_backward_batched(tasks)
         p = self.params
         names, theta = self._names_and_params()
         total: Tensor | None = None
@@ -161,11 +263,7 @@ class Imaml(Learner):
                 residuals.append(sol.residual)
         assert total is not None
         with self.phase("hypergrad"):
-            for param, g in zip(theta, unflatten(total / len(tasks), theta), strict=True):
-                if param.grad is None:
-                    param.grad = g.clone()
-                else:
-                    param.grad.add_(g)
+            self._accumulate(theta, total / len(tasks))
         return StepStats(loss=mean_loss(losses), cg_residual=torch.stack(residuals).mean())
 
     def adapt_predict(self, task: Task) -> Tensor:

@@ -4,11 +4,14 @@ Every meta-parameter (backbone and head) is the initialisation that K SGD steps 
 cross-entropy adapt per task; the meta-gradient is the gradient of the query cross-entropy at the
 adapted weights with respect to the initialisation. ``maml`` differentiates through the inner
 loop (second order, ``create_graph=True``); ``fomaml`` treats the inner gradients as constants, so
-its meta-gradient is the query gradient at the adapted weights. Tasks run one after another, each
-task's outer backward freeing its graph before the next task starts.
+its meta-gradient is the query gradient at the adapted weights.
 
-Plain ``torch.autograd.grad`` is used on purpose: ``torch.func.grad`` + ``vmap`` with the fused
-BatchNorm gives wrong second-order gradients (design notes, section 4).
+``execution="sequential"`` runs tasks one after another, each task's outer backward freeing its
+graph before the next task starts. ``execution="batched"`` (default) adapts per-task copies of the
+weights of ``task_chunk`` tasks together: losses by ``torch.func.vmap`` over ``functional_call``,
+gradients of their sum by plain ``torch.autograd.grad`` (``torch.func.grad`` + ``vmap`` with the
+fused BatchNorm gives wrong second-order gradients; design notes, section 4), one outer backward
+per chunk.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ from torch.func import functional_call
 
 from memcomp.data.base import Task
 from memcomp.learners import LEARNERS
-from memcomp.learners.base import Learner, LearnerParams, StepStats, mean_loss
+from memcomp.learners.base import Learner, StepStats, mean_loss
+from memcomp.learners.batching import ExecutionParams, task_chunks, use_batched, vmapped_losses
 
 ParamDict = dict[str, Tensor]
 
 
-class MamlParams(LearnerParams):
+class MamlParams(ExecutionParams):
     """Parameters of ``maml`` and ``fomaml``."""
 
     inner_steps: int = Field(5, ge=0, description="inner SGD steps K on the support set")
@@ -67,9 +71,46 @@ class Maml(Learner):
             fast = {n: p - lr * g for (n, p), g in zip(fast.items(), grads, strict=True)}
         return fast
 
+    def adapt_batched(
+        self, start: ParamDict, xs: Tensor, ys: Tensor, steps: int, create_graph: bool
+    ) -> ParamDict:
+        """:meth:`adapt` for per-task weights ``start`` (each (B, ...)) and images (B, n, ...)."""
+        lr = self.params.inner_lr
+        fast = start
+        for _ in range(steps):
+            loss = vmapped_losses(self, fast, xs, ys).sum()
+            grads = torch.autograd.grad(loss, list(fast.values()), create_graph=create_graph)
+            fast = {n: p - lr * g for (n, p), g in zip(fast.items(), grads, strict=True)}
+        return fast
+
+    def _meta_backward_batched(self, tasks: Sequence[Task]) -> StepStats:
+        n = len(tasks)
+        losses = []
+        with torch.enable_grad():
+            for chunk in task_chunks(tasks, self.params.task_chunk):
+                b = len(chunk)
+                xs, ys = torch.stack([t.xs for t in chunk]), torch.stack([t.ys for t in chunk])
+                with self.phase("inner"):
+                    start = {
+                        k: p.unsqueeze(0).expand(b, *p.shape)
+                        for k, p in self.named_meta_parameters().items()
+                    }
+                    fast = self.adapt_batched(
+                        start, xs, ys, self.params.inner_steps, not self.first_order
+                    )
+                    del xs, ys
+                with self.phase("hypergrad"):
+                    xq, yq = torch.stack([t.xq for t in chunk]), torch.stack([t.yq for t in chunk])
+                    loss = vmapped_losses(self, fast, xq, yq)
+                    (loss.sum() / n).backward()
+                losses.append(loss.detach())
+        return StepStats(loss=torch.cat(losses).mean())
+
     def meta_backward(self, tasks: Sequence[Task]) -> StepStats:
         if not tasks:
             raise ValueError("meta_backward needs at least one task")
+        if use_batched(self.params, tasks):
+            return self._meta_backward_batched(tasks)
         n = len(tasks)
         losses = []
         with torch.enable_grad():

@@ -1,0 +1,67 @@
+"""Peer implementations for ``speed.py --peers`` (optional; never needed to use memcomp).
+
+* ``higher-maml``: second-order MAML with ``higher.innerloop_ctx`` (``pip install higher``), tasks
+  one after another as its examples do, on memcomp's own model (same weights, same tasks).
+
+Before timing, each peer's meta-gradient is checked against memcomp's sequential learner on the
+same tasks (relative error <= 1e-4 in float32); a mismatch raises. A peer whose package is not
+importable raises ImportError, which ``speed.py`` records as the row's status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from memcomp.data.base import Task
+
+Step = Callable[[], None]
+
+
+def _flat_grad(params: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([p.grad.reshape(-1) for p in params])
+
+
+def higher_maml(shape: Any, cfg: Any, tasks: list[Task], device: torch.device) -> tuple:
+    import higher  # optional peer dependency
+    from speed import learner_params, make_learner  # benchmarks/speed.py
+
+    params = learner_params("maml", {}, cfg, "sequential")
+    learner = make_learner("maml", params, shape, cfg, device)
+    steps, lr = learner.params.inner_steps, learner.params.inner_lr
+    meta = learner.meta_parameters()
+    opt = torch.optim.Adam(meta, lr=1e-4)
+    inner_opt = torch.optim.SGD(meta, lr=lr)
+
+    def backward() -> None:
+        for t in tasks:
+            with higher.innerloop_ctx(learner, inner_opt, copy_initial_weights=False) as (
+                fmodel,
+                diffopt,
+            ):
+                for _ in range(steps):
+                    diffopt.step(F.cross_entropy(fmodel(t.xs), t.ys))
+                (F.cross_entropy(fmodel(t.xq), t.yq) / len(tasks)).backward()
+
+    opt.zero_grad(set_to_none=True)
+    learner.meta_backward(tasks)
+    ours = _flat_grad(meta)
+    opt.zero_grad(set_to_none=True)
+    backward()
+    theirs = _flat_grad(meta)
+    err = float((theirs - ours).norm() / ours.norm())
+    if not err <= 1e-4:
+        raise RuntimeError(f"higher-maml meta-gradient differs from memcomp's: rel. error {err}")
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        backward()
+        opt.step()
+
+    return step, [learner, opt, tasks]
+
+
+PEERS: dict[str, Callable[..., tuple]] = {"higher-maml": higher_maml}

@@ -1,0 +1,328 @@
+"""Seconds per meta-iteration and peak memory of every learner, sequential vs batched, vs a floor.
+
+One run, one device. For each shape (the paper's miniImageNet shape: 84x84, Conv4-32; CIFAR shape:
+32x32, Conv4-64; 5-way 5-shot, 5 queries, meta-batch 32, K = N = 20) it times, with the same
+random tasks (memory and time depend on shapes, not pixel values):
+
+* the floor: a plain supervised step (backbone + linear head, cross-entropy, forward+backward,
+  Adam step) over the same images, all in one batch;
+* every learner in both execution modes: ``zero_grad``, ``meta_backward``, Adam step.
+
+Time: median of ``--iters`` synchronised steps after ``--warmup`` (``memcomp.timing.StepTimer``).
+Memory: peak increment of one extra step (``memcomp.memory.MemoryMeter``, source ``auto``: CUDA's
+allocator on a GPU, the dispatch-level estimate on the CPU). Prints ratios learner / floor and
+batched / sequential and writes a CSV to ``--out``. ``--peers`` adds peer implementations
+(``benchmarks/peers.py``) when importable.
+
+    python benchmarks/speed.py --device cuda --out speed.csv
+    python benchmarks/speed.py --quick             # tiny sizes on the CPU, a few seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from memcomp.backbones import build_backbone
+from memcomp.data.base import Task
+from memcomp.learners import Learner, build_learner
+from memcomp.timing import StepTimer
+
+MODES = ("sequential", "batched")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One benchmark shape: image size and Conv4 width."""
+
+    name: str
+    image: tuple[int, int, int]
+    hidden: int
+    blocks: int = 4
+
+
+SHAPES = {
+    "miniimagenet": Shape("miniimagenet", (3, 84, 84), 32),
+    "cifar": Shape("cifar", (3, 32, 32), 64),
+}
+QUICK_SHAPE = Shape("quick", (3, 16, 16), 8, blocks=2)
+
+
+@dataclass
+class Config:
+    ways: int = 5
+    shots: int = 5
+    queries: int = 5
+    meta_batch: int = 32
+    inner_steps: int = 20
+    cg_steps: int = 20
+    iters: int = 10
+    warmup: int = 2
+    task_chunk: int | None = None
+    memory: bool = True
+    dtype: torch.dtype = torch.float32
+    learners: list[str] = field(default_factory=list)
+
+
+# label -> (registry name, extra params); K and N are filled in from the config.
+LEARNER_SPECS: dict[str, tuple[str, dict]] = {
+    "maml": ("maml", {}),
+    "fomaml": ("fomaml", {}),
+    "imaml": ("imaml", {}),
+    "anil": ("anil", {"features": "once"}),
+    "anil-per-step": ("anil", {"features": "per-step"}),
+    "itd-bio": ("itd-bio", {"features": "per-step"}),
+    "mrml": ("mrml", {}),
+}
+
+
+def learner_params(name: str, extra: dict, cfg: Config, mode: str) -> dict:
+    params = {**extra, "inner_steps": cfg.inner_steps, "execution": mode}
+    if name in ("imaml", "mrml"):
+        params["cg_steps"] = cfg.cg_steps
+    if mode == "batched" and cfg.task_chunk is not None:
+        params["task_chunk"] = cfg.task_chunk
+    return params
+
+
+def make_tasks(cfg: Config, shape: Shape, device: torch.device, seed: int = 0) -> list[Task]:
+    """``meta_batch`` random tasks of the benchmark shape, on ``device``."""
+    gen = torch.Generator().manual_seed(seed)
+    tasks = []
+    for _ in range(cfg.meta_batch):
+        ys = torch.arange(cfg.ways).repeat_interleave(cfg.shots)
+        yq = torch.arange(cfg.ways).repeat_interleave(cfg.queries)
+        xs = torch.randn(len(ys), *shape.image, generator=gen)
+        xq = torch.randn(len(yq), *shape.image, generator=gen)
+        tasks.append(Task(xs, ys, xq, yq).to(device, cfg.dtype))
+    return tasks
+
+
+def make_backbone(shape: Shape, cfg: Config, device: torch.device, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    params = {"hidden": shape.hidden, "blocks": shape.blocks}
+    return build_backbone("conv4", params, shape.image).to(device, cfg.dtype)
+
+
+def make_learner(
+    name: str, params: dict, shape: Shape, cfg: Config, device: torch.device
+) -> Learner:
+    backbone = make_backbone(shape, cfg, device)
+    torch.manual_seed(1)
+    return build_learner(name, params, backbone, cfg.ways).to(device, cfg.dtype)
+
+
+def measure(
+    step: Callable[[], object], cfg: Config, device: torch.device, resident: list
+) -> tuple[float, float | None]:
+    """Median seconds of ``step`` after warm-up, and the peak memory (MB) of one more step."""
+    timer = StepTimer(device, warmup=cfg.warmup)
+    for _ in range(cfg.warmup + cfg.iters):
+        timer.start()
+        step()
+        timer.stop()
+    peak = None
+    if cfg.memory:
+        try:
+            from memcomp.memory import MemoryMeter
+        except ImportError:  # pragma: no cover - memory.py not available
+            MemoryMeter = None  # noqa: N806
+        if MemoryMeter is not None:
+            meter = MemoryMeter(device, "auto", resident=resident)
+            with meter.measure():
+                step()
+            peak = meter.result().peak_mb
+    assert timer.median is not None
+    return timer.median, peak
+
+
+def floor_step(shape: Shape, cfg: Config, tasks: list[Task], device: torch.device):
+    """Plain supervised forward+backward (+ Adam step) over the same images in one batch."""
+    backbone = make_backbone(shape, cfg, device)
+    model = nn.Sequential(backbone, nn.Linear(backbone.feat_dim, cfg.ways)).to(device, cfg.dtype)
+    x = torch.cat([t.xs for t in tasks] + [t.xq for t in tasks])
+    y = torch.cat([t.ys for t in tasks] + [t.yq for t in tasks])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step, [model, opt, x, y]
+
+
+def learner_step(learner: Learner, tasks: list[Task]):
+    opt = torch.optim.Adam(learner.meta_parameters(), lr=1e-4)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        learner.meta_backward(tasks)
+        opt.step()
+
+    return step, [learner, opt, tasks]
+
+
+def is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def run_shape(shape: Shape, cfg: Config, device: torch.device, peers: bool) -> list[dict]:
+    tasks = make_tasks(cfg, shape, device)
+    rows: list[dict] = []
+
+    def record(label: str, mode: str, build: Callable[[], tuple]) -> None:
+        row = {"shape": shape.name, "learner": label, "mode": mode, "device": str(device)}
+        try:
+            step, resident = build()
+            row["seconds"], row["peak_mb"] = measure(step, cfg, device, resident)
+            row["status"] = "ok"
+        except Exception as err:  # an OOM (or a missing peer) must not end the run
+            if not is_oom(err) and not isinstance(err, ImportError):
+                raise
+            row.update(seconds=math.nan, peak_mb=math.nan, status=type(err).__name__)
+        finally:
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        rows.append(row)
+        print(f"  {label:14s} {mode:10s} {fmt_row(row)}", flush=True)
+
+    print(f"{shape.name}: {shape.image}, conv4-{shape.hidden}, {len(tasks)} tasks", flush=True)
+    record("floor", "-", lambda: floor_step(shape, cfg, tasks, device))
+    for label in cfg.learners:
+        name, extra = LEARNER_SPECS[label]
+        for mode in MODES:
+            params = learner_params(name, extra, cfg, mode)
+            record(
+                label,
+                mode,
+                lambda n=name, p=params: learner_step(
+                    make_learner(n, p, shape, cfg, device), tasks
+                ),
+            )
+    if peers:
+        from peers import PEERS  # benchmarks/peers.py
+
+        for label, factory in PEERS.items():
+            record(label, "peer", lambda f=factory: f(shape, cfg, tasks, device))
+    add_ratios(rows)
+    return rows
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """``vs_floor`` = seconds / floor seconds; ``batched_speedup`` = sequential / batched."""
+    floor = next(r["seconds"] for r in rows if r["learner"] == "floor")
+    seq = {r["learner"]: r["seconds"] for r in rows if r["mode"] == "sequential"}
+    for r in rows:
+        r["vs_floor"] = r["seconds"] / floor
+        r["batched_speedup"] = (
+            seq[r["learner"]] / r["seconds"] if r["mode"] == "batched" else math.nan
+        )
+
+
+def fmt_row(row: dict) -> str:
+    if row.get("status") != "ok":
+        return row.get("status", "?")
+    mem = "" if row["peak_mb"] is None else f"{row['peak_mb']:9.1f} MB"
+    return f"{1000 * row['seconds']:10.2f} ms {mem}"
+
+
+def print_table(rows: list[dict]) -> None:
+    print()
+    print(
+        f"{'shape':13s} {'learner':14s} {'mode':10s} {'ms/iter':>10s} {'peak MB':>9s} "
+        f"{'x floor':>8s} {'seq/bat':>8s}"
+    )
+    for r in rows:
+        peak = r.get("peak_mb")
+        peak_s = (
+            "-"
+            if peak is None or (isinstance(peak, float) and math.isnan(peak))
+            else (f"{peak:.1f}")
+        )
+        speed = "" if math.isnan(r["batched_speedup"]) else f"{r['batched_speedup']:.2f}"
+        print(
+            f"{r['shape']:13s} {r['learner']:14s} {r['mode']:10s} {1000 * r['seconds']:10.2f} "
+            f"{peak_s:>9s} {r['vs_floor']:8.2f} {speed:>8s}"
+        )
+
+
+def write_csv(rows: list[dict], path: Path, cfg: Config) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {k: v for k, v in asdict(cfg).items() if k not in ("learners", "memory")}
+    extra["dtype"] = str(cfg.dtype).removeprefix("torch.")
+    fields = [
+        "shape", "learner", "mode", "device", "status", "seconds", "peak_mb", "vs_floor",
+        "batched_speedup", *extra,
+    ]  # fmt: skip
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, **extra})
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    ap.add_argument("--learners", nargs="+", default=list(LEARNER_SPECS), choices=LEARNER_SPECS)
+    ap.add_argument("--meta-batch", type=int, default=32)
+    ap.add_argument("--inner-steps", type=int, default=20)
+    ap.add_argument("--cg-steps", type=int, default=20)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--task-chunk", type=int, default=None, help="batched mode chunk size")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory step")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (quick: 1)")
+    ap.add_argument("--peers", action="store_true", help="add peer implementations if importable")
+    ap.add_argument("--quick", action="store_true", help="tiny CPU-friendly sizes (CI)")
+    ap.add_argument("--out", type=Path, default=Path("speed.csv"))
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    threads = args.threads or (1 if args.quick else None)  # tiny ops: one thread is fastest
+    if threads:
+        torch.set_num_threads(threads)
+    device = torch.device(args.device)
+    cfg = Config(
+        meta_batch=args.meta_batch,
+        inner_steps=args.inner_steps,
+        cg_steps=args.cg_steps,
+        iters=args.iters,
+        warmup=args.warmup,
+        task_chunk=args.task_chunk,
+        memory=not args.no_memory,
+        learners=list(args.learners),
+    )
+    shapes = [SHAPES[s] for s in args.shapes]
+    if args.quick:
+        cfg = replace(cfg, ways=3, shots=2, queries=2, meta_batch=4, inner_steps=3, cg_steps=3,
+                      iters=3, warmup=1)  # fmt: skip
+        shapes = [QUICK_SHAPE]
+    print(f"device {device}; {cfg}", flush=True)
+    rows: list[dict] = []
+    for shape in shapes:
+        rows += run_shape(shape, cfg, device, args.peers)
+    print_table(rows)
+    write_csv(rows, args.out, cfg)
+    print(f"wrote {args.out}")
+    return rows
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()
