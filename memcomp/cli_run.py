@@ -1,7 +1,9 @@
-"""``memcomp run``: progress display, results folder, summary table, exit code."""
+"""``memcomp run``: preflight, progress display, results folder, resume, summary, exit code."""
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -17,29 +19,44 @@ from rich.progress import (
 from rich.table import Table
 
 from memcomp.cells import Cell
-from memcomp.runner import CellOutcome, resolve_device
+from memcomp.runner import CellOutcome
+
+EXIT_INTERRUPTED = 130
 
 
 class RichProgress:
-    """Cells done / total, iterations of the current cell, its last validation accuracy."""
+    """Cells done / total, and one bar per running cell with its last validation accuracy."""
 
     def __init__(self, progress: Progress, total_cells: int) -> None:
         self.p = progress
         self.cells: TaskID = progress.add_task("cells", total=total_cells, info="")
-        self.iters: TaskID | None = None
+        self.bars: dict[str, TaskID] = {}
 
     def cell_started(self, cell: Cell, iterations: int) -> None:
-        if self.iters is not None:
-            self.p.remove_task(self.iters)
-        self.iters = self.p.add_task(f"  {cell.learner.label()}", total=iterations, info="")
+        if cell.id in self.bars:
+            self.p.remove_task(self.bars.pop(cell.id))
+        self.bars[cell.id] = self.p.add_task(
+            f"  {cell.learner.label()} s{cell.seed}", total=iterations, info=""
+        )
 
-    def iteration_done(self, iteration: int, val_acc: float | None) -> None:
-        if self.iters is None:
+    def cell_iteration(self, cell: Cell, iteration: int, val_acc: float | None) -> None:
+        bar = self.bars.get(cell.id)
+        if bar is None:
             return
         info = {"info": f"val {val_acc:5.1f}%"} if val_acc is not None else {}
-        self.p.update(self.iters, completed=iteration, **info)
+        self.p.update(bar, completed=iteration, **info)
 
     def cell_done(self, outcome: CellOutcome) -> None:
+        bar = self.bars.pop(str(outcome.row.get("cell_id")), None)
+        if bar is not None:
+            self.p.remove_task(bar)
+        if not outcome.ok:
+            r = outcome.row
+            self.p.console.print(
+                f"[red]{r.get('status')}[/] {r.get('label', r.get('cell_id'))}: "
+                f"{str(r.get('error', ''))[:200]}",
+                highlight=False,
+            )
         self.p.advance(self.cells)
 
 
@@ -57,10 +74,16 @@ def summary_table(outcomes: list[CellOutcome]) -> Table:
         )
         mem = f"{r['peak_mem_mb']:.1f}" if r.get("peak_mem_mb") is not None else "-"
         spi = f"{r['sec_per_iter']:.3f}" if r.get("sec_per_iter") is not None else "-"
-        status = r["status"] if o.ok else f"[red]{r['status']}[/]: {r.get('error', '')[:60]}"
+        status = r["status"] if o.ok else f"[red]{r['status']}[/]: {str(r.get('error', ''))[:60]}"
         t.add_row(r["cell_id"], r["label"].split(" | ")[0], status, acc, mem,
                   str(r.get("mem_source", "")), spi)  # fmt: skip
     return t
+
+
+def resume_command(suite_path: Path, results: Path, extra: Sequence[str] = ()) -> str:
+    """The command line that resumes ``results``."""
+    args = ["memcomp", "run", str(suite_path), "--resume", str(results), *extra]
+    return " ".join(shlex.quote(a) for a in args)
 
 
 def run_suite_command(
@@ -70,41 +93,113 @@ def run_suite_command(
     only: str | None,
     dry_run: bool,
     console: Console,
+    resume: Path | None = None,
+    jobs: int = 1,
+    memory_limit: float | None = None,
+    isolation: str = "process",
 ) -> int:
-    """Validate, expand, run; returns the exit code (0 ok, 1 some cell failed)."""
+    """Validate, preflight, expand, run; returns the exit code.
+
+    0: every cell ok; 1: some cell did not finish ok (oom, diverged, error); 130: interrupted.
+    Bad input raises :class:`~memcomp.errors.InputError` (exit 2) before anything is written.
+    """
     from memcomp.cli import _cells_table
-    from memcomp.orchestrate import manifest, new_results_dir, run_cells
+    from memcomp.errors import InputError
+    from memcomp.isolation import load_plugins
+    from memcomp.orchestrate import (
+        Interrupted,
+        RunOptions,
+        clean_temp_files,
+        completed_ids,
+        create_results_dir,
+        manifest,
+        new_results_dir,
+        resume_manifest,
+        run_cells,
+        stale_ids,
+    )
+    from memcomp.preflight import preflight
+    from memcomp.runner import clear_data_cache
+    from memcomp.store import ResultsDir
     from memcomp.suite import expand, filter_cells, load_suite
 
+    load_plugins()
     suite = load_suite(suite_path)
-    cells = expand(suite)
+    all_cells = expand(suite)
+    cells = all_cells
     if only:
         cells = filter_cells(cells, only)
         if not cells:
-            from memcomp.errors import InputError
-
             raise InputError(f"--only {only!r} matches no cell of {suite_path}")
+    plan = preflight(
+        suite, cells, device=device_opt, out=out, resume=resume, jobs=jobs,
+        isolation=isolation, memory_limit_mb=memory_limit,
+    )  # fmt: skip
+    if isolation == "process":
+        clear_data_cache()  # cells load their data in their own processes
+    device = plan.device
+    done: set[str] = set()
+    if plan.resume_dir is not None:
+        results = ResultsDir(plan.resume_dir)
+        done = completed_ids(results) & {c.id for c in cells}
+    todo = [c for c in cells if c.id not in done]
     if dry_run:
-        console.print(_cells_table(cells, f"suite {suite.name}: {len(cells)} cells (dry run)"))
+        console.print(_cells_table(todo, f"suite {suite.name}: {len(todo)} cells to run (dry run)"))
+        if done:
+            console.print(f"{len(done)} cells already done in {plan.resume_dir}")
         return 0
-    device = resolve_device(device_opt or suite.device)
-    results = new_results_dir(out, suite.name)
-    results.path.mkdir(parents=True)
-    results.write_manifest(manifest(suite.name, suite.source_text, device, cells))
-    console.print(f"running {len(cells)} cells of suite [bold]{suite.name}[/] on {device} -> "
-                  f"{results.path}")  # fmt: skip
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False,
-    ) as p:  # fmt: skip
-        rp = RichProgress(p, len(cells))
-        outcomes = run_cells(cells, results, device, rp, on_done=rp.cell_done)
+    options = RunOptions(isolation=isolation, jobs=jobs, memory_limit_mb=memory_limit)
+    info = manifest(suite.name, suite.source_text, device, all_cells, options)
+    if plan.resume_dir is None:
+        results = new_results_dir(out, suite.name)
+        create_results_dir(results, info)
+    else:
+        clean_temp_files(results)
+        old_device = results.manifest().get("device")
+        if old_device and old_device != device.type:
+            console.print(f"[yellow]note[/]: {results.path} was started on {old_device}, "
+                          f"resuming on {device.type}; rows record their device")  # fmt: skip
+        results.write_manifest(resume_manifest(results, info, all_cells))
+        stale = stale_ids(results, all_cells)
+        console.print(
+            f"resuming {results.path}: {len(done)} of {len(cells)} cells already done, "
+            f"running {len(todo)}"
+            + (f"; {len(stale)} rows of cells no longer in the suite are kept" if stale else "")
+        )
+    if memory_limit is not None and device.type != "cuda":
+        console.print(f"[yellow]note[/]: --memory-limit {memory_limit:g} MB is ignored on "
+                      f"{device.type} (it caps CUDA memory only)")  # fmt: skip
+    if jobs > 1:
+        console.print(f"[yellow]note[/]: {jobs} cells run at once and share the device: "
+                      "their timings disturb each other (peak memory is per process)")  # fmt: skip
+    console.print(f"running {len(todo)} cells of suite [bold]{suite.name}[/] on {device} "
+                  f"({isolation}) -> {results.path}")  # fmt: skip
+    extra = [f"--device={device_opt}"] if device_opt else []
+    extra += [f"--only={only}"] if only else []
+    how = resume_command(suite_path, results.path, extra)
+    try:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, transient=False,
+        ) as p:  # fmt: skip
+            rp = RichProgress(p, len(todo))
+            outcomes = run_cells(todo, results, device, rp, options=options)
+    except Interrupted as e:
+        if e.outcomes:
+            console.print(summary_table(e.outcomes))
+        console.print(
+            f"[yellow]interrupted[/]: {len(e.outcomes) + len(done)} of {len(cells)} cells are "
+            f"saved in {results.path}; {len(e.unfinished)} not finished.\nresume with: {how}",
+            highlight=False,
+        )
+        return EXIT_INTERRUPTED
     console.print(summary_table(outcomes))
     failed = [o for o in outcomes if not o.ok]
     console.print(f"results: {results.path}")
     console.print(f"next: memcomp report {results.path}")
     if failed:
-        console.print(f"[red]{len(failed)} of {len(outcomes)} cells did not finish ok[/]")
+        console.print(f"[red]{len(failed)} of {len(outcomes)} cells did not finish ok[/] "
+                      f"(re-run them with: {how})", highlight=False)  # fmt: skip
         return 1
     return 0

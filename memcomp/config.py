@@ -29,6 +29,9 @@ class TrainConfig(Strict):
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(0.001, gt=0, allow_inf_nan=False, description="outer learning rate")
     dtype: Literal["float32", "float64"] = "float32"
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="save a resumable checkpoint every this many iterations"
+    )
 
 
 class TestConfig(Strict):

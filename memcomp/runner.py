@@ -11,11 +11,13 @@ import copy
 import datetime as dt
 import json
 import math
+import os
 import platform
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -87,6 +89,11 @@ def get_dataset(cell: Cell) -> FewShotDataset:
     if key not in _DATA_CACHE:
         _DATA_CACHE[key] = load_dataset(cell.dataset.name, dict(cell.dataset.params))
     return _DATA_CACHE[key]
+
+
+def clear_data_cache() -> None:
+    """Forget datasets loaded in this process (e.g. by preflight, before cells run elsewhere)."""
+    _DATA_CACHE.clear()
 
 
 @dataclass
@@ -203,8 +210,13 @@ def run_cell(
     progress: Progress | None = None,
     memory_source: str = "auto",
     on_setup: Callable[[CellSetup], None] | None = None,
+    checkpoint: Path | None = None,
 ) -> CellOutcome:
-    """Meta-train and evaluate one cell; every failure is a row with a status."""
+    """Meta-train and evaluate one cell; every failure is a row with a status.
+
+    With ``checkpoint`` and ``cell.train.checkpoint_every``, training state is saved there every
+    that many iterations and a run finding a checkpoint of the same cell continues from it.
+    """
     row = base_row(cell, device)
     out = CellOutcome(row)
     try:
@@ -213,7 +225,7 @@ def run_cell(
         if on_setup:
             on_setup(setup)
         _measure_into(row, setup, memory_source)
-        _train_and_test(setup, out, progress)
+        _train_and_test(setup, out, progress, checkpoint)
         row["status"] = "ok"
     except DivergedError as e:
         row.update(status="diverged", diverged_at=e.iteration, error=str(e))
@@ -252,7 +264,9 @@ def _measure_into(row: dict[str, Any], setup: CellSetup, source: str) -> None:
         row[f"mem_{name}_mb"] = mb
 
 
-def _train_and_test(setup: CellSetup, out: CellOutcome, progress: Progress | None) -> None:
+def _train_and_test(
+    setup: CellSetup, out: CellOutcome, progress: Progress | None, checkpoint: Path | None = None
+) -> None:
     cell, learner, dev = setup.cell, setup.learner, setup.device
     s, tr = cell.setting, cell.train
     val = EpisodeSampler(setup.data, "val", s.ways, s.shots, s.queries)
@@ -262,9 +276,22 @@ def _train_and_test(setup: CellSetup, out: CellOutcome, progress: Progress | Non
     residuals: list[torch.Tensor] = []
     train_seconds = 0.0
     best = -math.inf
+    every = tr.checkpoint_every if checkpoint is not None else None
+    start = 0
+    if every is not None and checkpoint is not None:
+        state = load_checkpoint(checkpoint, setup)
+        if state is not None:
+            start, gen = state["iteration"], state["generator"]
+            train_seconds, best = state["train_seconds"], state["best"]
+            timer.durations = list(state["durations"])
+            residuals = [torch.tensor(r) for r in state["residuals"]]
+            out.curve.extend(state["curve"])
+            out.row["resumed_from_iteration"] = start
     if progress:
         progress.cell_started(cell, tr.iterations)
-    for it in range(1, tr.iterations + 1):
+        if start:
+            progress.iteration_done(start, out.curve[-1]["val_acc"] if out.curve else None)
+    for it in range(start + 1, tr.iterations + 1):
         t0 = time.perf_counter()
         tasks = [t.to(dev, setup.dtype) for t in setup.train.sample_batch(gen, tr.meta_batch)]
         timer.start()
@@ -285,6 +312,12 @@ def _train_and_test(setup: CellSetup, out: CellOutcome, progress: Progress | Non
                 {"cell_id": cell.id, "iteration": it, "train_seconds": train_seconds,
                  "val_acc": acc.mean, "val_ci95": acc.ci95}
             )  # fmt: skip
+        if every is not None and checkpoint is not None and it % every == 0 and it < tr.iterations:
+            save_checkpoint(
+                checkpoint, setup, it, gen,
+                {"train_seconds": train_seconds, "best": best, "curve": out.curve,
+                 "durations": timer.durations, "residuals": [float(r) for r in residuals]},
+            )  # fmt: skip
         if progress:
             progress.iteration_done(it, val_acc)
     test = EpisodeSampler(setup.data, "test", s.ways, s.shots, s.queries)
@@ -298,3 +331,59 @@ def _train_and_test(setup: CellSetup, out: CellOutcome, progress: Progress | Non
         sec_per_iter=timer.median, train_seconds=train_seconds,
         cg_residual=float(residuals[-1]) if residuals else None,
     )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(
+    path: Path,
+    setup: CellSetup,
+    iteration: int,
+    gen: torch.Generator,
+    loop: dict[str, Any],
+) -> None:
+    """Atomically save everything needed to continue training after ``iteration``."""
+    state = {
+        "cell_id": setup.cell.id,
+        "iteration": iteration,
+        "learner": setup.learner.state_dict(),
+        "optimizer": setup.optimizer.state_dict(),
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if setup.device.type == "cuda" else [],
+        **loop,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, setup: CellSetup) -> dict[str, Any] | None:
+    """Restore learner, optimiser and RNG state from ``path`` (if it is this cell's); return the
+    loop state (``iteration``, ``generator``, ``train_seconds``, ``best``, ``curve``, ...)."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint means starting over
+        return None
+    if not isinstance(state, dict) or state.get("cell_id") != setup.cell.id:
+        return None
+    setup.learner.load_state_dict(state["learner"])
+    setup.optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    if setup.device.type == "cuda" and state["cuda_rng"]:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    gen = torch.Generator().manual_seed(0)
+    gen.set_state(state["generator"])
+    state["generator"] = gen
+    return state

@@ -1,0 +1,211 @@
+"""Whole-suite checks before any work: everything that would fail later, reported at once.
+
+After :func:`memcomp.suite.load_suite` (schema, names, value ranges), :func:`preflight` checks the
+run options, the device, that every dataset loads and can supply every setting, that every backbone
+accepts the dataset's images and every learner can be built, and that the output folder is
+writable (or, with ``--resume``, belongs to this suite). All problems are raised together as one
+:class:`~memcomp.suite.SuiteError` (exit 2); nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from memcomp.cells import Cell
+from memcomp.orchestrate import ISOLATION_MODES, find_resume_dir, resume_problem
+from memcomp.suite import Problem, Suite, SuiteError
+
+CLI = "command line"
+
+
+@dataclass
+class Plan:
+    """What preflight established: the device and, when resuming, the folder to resume."""
+
+    device: torch.device
+    resume_dir: Path | None = None
+
+
+class _Problems:
+    def __init__(self, suite: Suite) -> None:
+        self.suite = suite
+        self.items: list[Problem] = []
+
+    def at(self, loc: tuple[str | int, ...], message: str) -> None:
+        self.items.append(self.suite.problem(loc, message))
+
+    def cli(self, option: str, message: str) -> None:
+        self.items.append(Problem(CLI, None, option, message))
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300] or type(e).__name__
+
+
+def check_device(name: str) -> tuple[torch.device | None, str | None]:
+    """The device named ``name`` (auto|cpu|cuda|cuda:N) or why it cannot be used."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu"), None
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        return None, f"must be auto, cpu, cuda or cuda:N (got {name!r})"
+    if dev.type == "cpu":
+        return dev, None
+    if dev.type != "cuda":
+        return None, f"must be auto, cpu, cuda or cuda:N (got {name!r})"
+    if not torch.cuda.is_available():
+        return None, f"{name!r} requested but no CUDA GPU is available (use cpu or auto)"
+    n = torch.cuda.device_count()
+    if dev.index is not None and dev.index >= n:
+        return None, f"{name!r} does not exist: this machine has {n} CUDA device(s)"
+    return dev, None
+
+
+def check_output(out: Path, suite_name: str) -> str | None:
+    """Why results cannot be created under ``out/<suite>`` (None when they can)."""
+    target = out / suite_name
+    try:
+        if not target.resolve().is_relative_to(out.resolve()):
+            return f"suite name {suite_name!r} would write outside {out}"
+    except (OSError, RuntimeError) as e:
+        return f"cannot resolve {target}: {_one_line(e)}"
+    for p in (target, out):
+        if p.exists() and not p.is_dir():
+            return f"{p} exists and is not a folder"
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable (results go to {target})"
+    return None
+
+
+def _key(*parts: Any) -> str:
+    return json.dumps(
+        [p.model_dump() if hasattr(p, "model_dump") else p for p in parts], default=repr
+    )
+
+
+def check_cells(suite: Suite, cells: Sequence[Cell], problems: _Problems) -> None:
+    """Datasets load and fit every setting; backbones accept the images; learners build."""
+    from memcomp.backbones import build_backbone
+    from memcomp.learners import build_learner
+    from memcomp.runner import get_dataset
+
+    loaded: dict[str, Any] = {}
+    failed: set[str] = set()
+    checked: set[str] = set()
+    for cell in cells:
+        d = cell.dataset
+        dkey = _key(d.name, d.params)
+        if dkey in failed:
+            continue
+        if dkey not in loaded:
+            try:
+                loaded[dkey] = get_dataset(cell)
+            except Exception as e:  # noqa: BLE001 - any loader failure is a preflight problem
+                failed.add(dkey)
+                problems.at(
+                    suite.locate("datasets", d),
+                    f"dataset {d.name!r} cannot be loaded: {_one_line(e)}",
+                )
+                continue
+        data = loaded[dkey]
+        s = cell.setting
+        key = _key("setting", d.name, d.params, s)
+        if key not in checked:
+            checked.add(key)
+            try:
+                data.check_setting(s.ways, s.shots, s.queries)
+            except Exception as e:  # noqa: BLE001
+                problems.at(suite.locate("settings", s), _one_line(e))
+                continue
+        b, lc = cell.backbone, cell.learner
+        key = _key("model", d.name, d.params, b.name, b.params, lc.name, lc.params, s.ways)
+        bkey = _key("backbone", d.name, d.params, b.name, b.params)
+        if key in checked or bkey in failed:
+            continue
+        checked.add(key)
+        shape = tuple(data.split("train").image_shape)
+        try:
+            backbone = build_backbone(b.name, dict(b.params), shape)
+            with torch.no_grad():
+                backbone.eval()
+                backbone(torch.zeros(2, *shape))
+        except Exception as e:  # noqa: BLE001
+            failed.add(bkey)
+            problems.at(
+                suite.locate("backbones", b),
+                f"backbone {b.label()} cannot process {d.name} images of shape "
+                f"{shape}: {_one_line(e)}",
+            )
+            continue
+        try:
+            build_learner(cell.learner.name, dict(cell.learner.params), backbone, s.ways)
+        except Exception as e:  # noqa: BLE001
+            problems.at(
+                suite.locate("learners", cell.learner),
+                f"learner {cell.learner.label()} cannot be built: {_one_line(e)}",
+            )
+
+
+def preflight(
+    suite: Suite,
+    cells: Sequence[Cell],
+    *,
+    device: str | None = None,
+    out: Path | None = None,
+    resume: Path | None = None,
+    jobs: int = 1,
+    isolation: str = "process",
+    memory_limit_mb: float | None = None,
+    check_data: bool = True,
+) -> Plan:
+    """Check everything a run needs; raise :class:`SuiteError` listing every problem."""
+    p = _Problems(suite)
+    if jobs < 1:
+        p.cli("--jobs", f"must be >= 1 (got {jobs})")
+    if isolation not in ISOLATION_MODES:
+        p.cli("--isolation", f"must be one of {', '.join(ISOLATION_MODES)} (got {isolation!r})")
+    elif isolation == "inline" and jobs > 1:
+        p.cli("--jobs", f"must be 1 with --isolation inline (got {jobs}); use process isolation")
+    if memory_limit_mb is not None and not (memory_limit_mb > 0 and memory_limit_mb < float("inf")):
+        p.cli("--memory-limit", f"must be a number of MB > 0 (got {memory_limit_mb})")
+    dev, why = check_device(device or suite.device)
+    if why:
+        if device:
+            p.cli("--device", why)
+        else:
+            p.at(("device",), why)
+    elif dev is not None and dev.type == "cuda" and memory_limit_mb:
+        total = torch.cuda.get_device_properties(dev).total_memory / 2**20
+        if memory_limit_mb > total:
+            p.cli("--memory-limit", f"must be <= {total:.0f} MB, the GPU's memory")
+    resume_dir = None
+    if resume is not None:
+        resume_dir = find_resume_dir(resume)
+        why = resume_problem(resume_dir, suite.name)
+        if why is None and not os.access(resume_dir, os.W_OK | os.X_OK):
+            why = f"{resume_dir} is not writable"
+        if why:
+            p.cli("--resume", why)
+    elif out is not None:
+        why = check_output(out, suite.name)
+        if why:
+            p.cli("--out", why)
+    if check_data:
+        check_cells(suite, cells, p)
+    if p.items:
+        unique = list(dict.fromkeys(p.items))
+        in_suite = sorted((x for x in unique if x.file != CLI), key=lambda x: x.line or 0)
+        raise SuiteError(in_suite + [x for x in unique if x.file == CLI])
+    assert dev is not None
+    return Plan(dev, resume_dir)
