@@ -194,3 +194,24 @@ def test_fixed_cg_steps_residual_reported_and_decreasing():
         res.append(learner.meta_backward(tasks).cg_residual)
     assert all(r.ndim == 0 for r in res)
     assert res[0] > res[1] > res[2]
+
+
+def test_damping_solves_the_damped_system_exactly() -> None:
+    """``damping`` adds ``damping * I``: CG matches solve((1 + d) I + A/lam, g) on a quadratic."""
+    import torch
+
+    from memcomp.learners.imaml import implicit_solve
+
+    gen = torch.Generator().manual_seed(3)
+    m = torch.randn(6, 6, generator=gen, dtype=torch.float64)
+    a = m @ m.T - 2.0 * torch.eye(6, dtype=torch.float64)  # indefinite Hessian
+    g = torch.randn(6, generator=gen, dtype=torch.float64)
+    phi = [torch.randn(6, generator=gen, dtype=torch.float64)]
+    lam, d = 2.0, 1.5
+
+    def loss(ps: list[torch.Tensor]) -> torch.Tensor:
+        return 0.5 * ps[0] @ a @ ps[0]
+
+    sol = implicit_solve(loss, phi, g, lam, iters=50, tol=1e-14, damping=d)
+    want = torch.linalg.solve((1 + d) * torch.eye(6, dtype=torch.float64) + a / lam, g)
+    torch.testing.assert_close(sol.x, want, rtol=1e-10, atol=1e-12)

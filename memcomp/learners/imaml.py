@@ -11,9 +11,10 @@ losses by ``torch.func.vmap`` over ``functional_call``, gradients and Hessian-ve
 the summed loss by plain ``torch.autograd`` (exact with the fused BatchNorm), and one batched CG
 over (B, q). Subclasses that override ``support_loss`` / ``query_loss`` run sequentially.
 
-Caveat: CG assumes ``I + H/lam`` is positive definite. For a deep network ``H`` can be indefinite;
-if its most negative eigenvalue is below ``-lam`` the system is indefinite and CG may diverge or
-stall. Raise ``lam`` (stronger proximal term) then, and watch the reported CG residual.
+Caveat: CG assumes ``I + H/lam`` is positive definite. For a deep network ``H`` can be
+indefinite; if its most negative eigenvalue is below ``-lam`` the system is indefinite and CG may
+diverge or stall. Raise ``lam`` or ``damping`` (which adds ``damping * I``, as the iMAML reference
+code's ``cg_damping`` does) and watch the reported CG residual.
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ def implicit_solve(
     iters: int,
     tol: float | None = None,
     x0: Tensor | None = None,
+    damping: float = 0.0,
 ) -> CGResult:
-    """Solve ``(I + H/lam) x = g`` by CG, ``H`` the Hessian of ``loss_fn`` at ``phi``.
+    """Solve ``((1 + damping) I + H/lam) x = g`` by CG, ``H`` the Hessian of ``loss_fn`` at ``phi``.
 
     ``g`` is flat (numel of all ``phi``); Hessian-vector products are double backward passes
     through one retained gradient graph.
@@ -95,7 +97,7 @@ def implicit_solve(
             allow_unused=True,
         )
         hv = [torch.zeros_like(p) if h is None else h for h, p in zip(hv, leaves, strict=True)]
-        return v + flatten(hv) / lam
+        return (1.0 + damping) * v + flatten(hv) / lam
 
     return conjugate_gradient(matvec, g, x0=x0, iters=iters, tol=tol)
 
@@ -118,6 +120,7 @@ def implicit_solve_batched(
     lam: float,
     iters: int,
     tol: float | None = None,
+    damping: float = 0.0,
 ) -> CGResult:
     """:func:`implicit_solve` for B independent tasks at once.
 
@@ -140,7 +143,7 @@ def implicit_solve_batched(
             allow_unused=True,
         )
         hv = [torch.zeros_like(p) if h is None else h for h, p in zip(hv, leaves, strict=True)]
-        return v + batch_flatten(hv) / lam
+        return (1.0 + damping) * v + batch_flatten(hv) / lam
 
     return conjugate_gradient(matvec, g, iters=iters, tol=tol)
 
@@ -154,6 +157,13 @@ class ImamlParams(ExecutionParams):
     cg_steps: int = Field(5, ge=1, description="conjugate-gradient steps N (at most)")
     cg_tol: float | None = Field(
         None, gt=0, description="stop CG at this relative residual (None: always N steps)"
+    )
+    damping: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="solve ((1 + damping) I + H/lam) x = g: keeps CG stable when H is indefinite "
+        "(the iMAML reference code uses cg_damping 1.0); 0 = the exact iMAML system",
     )
 
 
@@ -212,7 +222,9 @@ class Imaml(Learner):
             leaves = [x.requires_grad_() for x in phi]
             loss = vmapped_losses(self, dict(zip(names, leaves, strict=True)), xq, yq)
             gq = batch_flatten(torch.autograd.grad(loss.sum(), leaves))
-            sol = implicit_solve_batched(support, phi, gq, p.lam, p.cg_steps, p.cg_tol)
+            sol = implicit_solve_batched(
+                support, phi, gq, p.lam, p.cg_steps, p.cg_tol, damping=p.damping
+            )
         return loss.detach(), sol.x, sol
 
     def _meta_backward_batched(self, tasks: Sequence[Task]) -> StepStats:
@@ -256,7 +268,13 @@ class Imaml(Learner):
                     loss = self.query_loss(dict(zip(names, leaves, strict=True)), task)
                     gq = flatten(torch.autograd.grad(loss, leaves))
                     sol = implicit_solve(
-                        self._support_fn(names, task), phi, gq, p.lam, p.cg_steps, p.cg_tol
+                        self._support_fn(names, task),
+                        phi,
+                        gq,
+                        p.lam,
+                        p.cg_steps,
+                        p.cg_tol,
+                        damping=p.damping,
                     )
                     total = sol.x if total is None else total + sol.x
                 losses.append(loss)
