@@ -42,7 +42,8 @@ class Cell:
             "setting": self.setting.model_dump(),
             "backbone": {"name": self.backbone.name, **self.backbone.params},
             "learner": {"name": self.learner.name, **self.learner.params},
-            "train": self.train.model_dump(),
+            # checkpointing changes how a cell runs, not what it computes: not part of the id
+            "train": self.train.model_dump(exclude={"checkpoint_every"}),
             "test": self.test.model_dump(),
             "seed": self.seed,
         }

@@ -160,7 +160,7 @@ def measure_memory(setup: CellSetup, iterations: int = 2, source: str = "auto") 
         ]
         for _ in range(iterations + 1)
     ]
-    meter = MemoryMeter(setup.device, source)
+    meter = MemoryMeter(setup.device, source, resident=[learner, opt, batches])
     learner.phase = meter.phase
     meta_step(learner, opt, batches[0])  # warm-up: optimiser state, allocator, lazy init
     for tasks in batches[1:]:
