@@ -60,13 +60,38 @@ class RichProgress:
         self.p.advance(self.cells)
 
 
+def _learner_label(row: dict) -> str:
+    """Learner name with the parameters that differ from its defaults, e.g. ``maml(K=3)``."""
+    from memcomp.cells import Component
+    from memcomp.cli import short_label
+    from memcomp.learners import LEARNERS
+
+    name = row.get("learner", "?")
+    try:
+        keys = LEARNERS.get(name).params.model_fields
+    except Exception:  # noqa: BLE001 - unknown learner in an old row: show the name only
+        return str(name)
+    params = {k: (None if _missing(row[k]) else row[k]) for k in keys if k in row}
+    return short_label("learner", Component(name, params))
+
+
+def _missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
 def summary_table(outcomes: list[CellOutcome]) -> Table:
-    t = Table(title="summary")
-    for col, just in [
-        ("cell id", "left"), ("learner", "left"), ("status", "left"), ("test acc %", "right"),
-        ("peak MB", "right"), ("mem source", "left"), ("s/iter", "right"),
-    ]:  # fmt: skip
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    sources = sorted({str(o.row.get("mem_source")) for o in outcomes if o.row.get("mem_source")})
+    t = Table(
+        title="summary",
+        caption=f"peak MB above baseline, source: {', '.join(sources) or '-'}; "
+        "cell ids and all columns in runs.csv",
+    )
+    t.add_column("learner", overflow="fold", ratio=3)
+    t.add_column("dataset", overflow="fold", ratio=1)
+    t.add_column("status", overflow="fold", ratio=2)
+    t.add_column("test acc %", justify="right", no_wrap=True)
+    t.add_column("peak MB", justify="right", no_wrap=True)
+    t.add_column("s/iter", justify="right", no_wrap=True)
     for o in outcomes:
         r = o.row
         acc = (
@@ -75,8 +100,8 @@ def summary_table(outcomes: list[CellOutcome]) -> Table:
         mem = f"{r['peak_mem_mb']:.1f}" if r.get("peak_mem_mb") is not None else "-"
         spi = f"{r['sec_per_iter']:.3f}" if r.get("sec_per_iter") is not None else "-"
         status = r["status"] if o.ok else f"[red]{r['status']}[/]: {str(r.get('error', ''))[:60]}"
-        t.add_row(r["cell_id"], r["label"].split(" | ")[0], status, acc, mem,
-                  str(r.get("mem_source", "")), spi)  # fmt: skip
+        data = f"{r.get('dataset')} {r.get('ways')}w{r.get('shots')}s"
+        t.add_row(_learner_label(r), data, status, acc, mem, spi)
     return t
 
 
