@@ -27,7 +27,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 check-budgets: $(STAMP)
-	$(BIN)/memcomp check budgets/ci.yaml --device cpu
+	OMP_NUM_THREADS=1 $(BIN)/memcomp check budgets/ci.yaml --device cpu --junit memcomp-budgets.xml
 
 test: lint $(STAMP)
 	$(BIN)/python -m pytest -m "slow or not slow"
