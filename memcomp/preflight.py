@@ -20,6 +20,7 @@ import torch
 
 from memcomp.cells import Cell
 from memcomp.orchestrate import ISOLATION_MODES, find_resume_dir, resume_problem
+from memcomp.runner import one_line
 from memcomp.suite import Problem, Suite, SuiteError
 
 CLI = "command line"
@@ -46,7 +47,8 @@ class _Problems:
 
 
 def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:300] or type(e).__name__
+    # input problems are shown whole: their messages say what to do
+    return one_line(e, limit=2000)
 
 
 def check_device(name: str) -> tuple[torch.device | None, str | None]:

@@ -230,13 +230,13 @@ def run_cell(
     except DivergedError as e:
         row.update(status="diverged", diverged_at=e.iteration, error=str(e))
     except torch.OutOfMemoryError as e:
-        row.update(status="oom", error=_one_line(e))
+        row.update(status="oom", error=one_line(e))
         if device.type == "cuda":
             row["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     except Exception as e:  # noqa: BLE001 - a failing cell must not stop the suite
         if memcomp_input_error(e):
             raise
-        row.update(status="error", error=f"{type(e).__name__}: {_one_line(e)}")
+        row.update(status="error", error=f"{type(e).__name__}: {one_line(e)}")
         row["traceback"] = traceback.format_exc(limit=8)
     row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return out
@@ -248,8 +248,9 @@ def memcomp_input_error(e: Exception) -> bool:
     return isinstance(e, InputError)
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:500]
+def one_line(e: BaseException, limit: int = 500) -> str:
+    """An exception's message on one line, at most ``limit`` characters."""
+    return " ".join(str(e).split())[:limit] or type(e).__name__
 
 
 def _measure_into(row: dict[str, Any], setup: CellSetup, source: str) -> None:
