@@ -23,9 +23,7 @@ tolerance (whichever are given). ``cpu-estimate`` budgets are always measured on
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -44,6 +42,7 @@ from memcomp.cells import Cell, Component
 from memcomp.config import Setting, TestConfig, TrainConfig
 from memcomp.data import DATASETS
 from memcomp.errors import InputError
+from memcomp.fsutil import atomic_write_text as _atomic_write
 from memcomp.learners import LEARNERS
 from memcomp.memory import MemoryResult
 from memcomp.registry import Registry, unknown_name_message
@@ -489,23 +488,6 @@ def write_junit(outcomes: Sequence[Outcome], path: Path | str, name: str = "budg
 
 
 # ----------------------------------------------------------------------------- --update
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _content_end(node: yaml.Node) -> int:

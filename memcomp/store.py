@@ -6,12 +6,12 @@ files behind.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from memcomp.fsutil import atomic_write_text
 
 # Columns every runs.csv row has (learner parameters are added as their own columns).
 RUN_COLUMNS = [
@@ -25,21 +25,6 @@ RUN_COLUMNS = [
 ]  # fmt: skip
 CURVE_COLUMNS = ["cell_id", "iteration", "train_seconds", "val_acc", "val_ci95"]
 EPISODE_COLUMNS = ["cell_id", "episode", "acc"]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_csv(path: Path, df: pd.DataFrame) -> None:

@@ -11,13 +11,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from memcomp.fsutil import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,6 @@ def save_tensors(path: Path, tensors: Mapping[str, Tensor], meta: Mapping[str, A
     reader never sees a half-written cache.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     checksum = tensors_checksum(tensors)
     payload = {
@@ -68,16 +68,8 @@ def save_tensors(path: Path, tensors: Mapping[str, Tensor], meta: Mapping[str, A
         "meta": json.dumps(dict(meta), sort_keys=True, default=str),
         "checksum": checksum,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(payload, f)
     return checksum
 
 

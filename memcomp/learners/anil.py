@@ -30,8 +30,13 @@ from torch import Tensor
 
 from memcomp.data.base import Task
 from memcomp.learners import LEARNERS, head
-from memcomp.learners.base import Learner, StepStats, mean_loss
-from memcomp.learners.batching import ExecutionParams, grouped_features, task_chunks, use_batched
+from memcomp.learners.base import StepStats, mean_loss
+from memcomp.learners.batching import (
+    BatchableLearner,
+    ExecutionParams,
+    grouped_features,
+    task_chunks,
+)
 
 FeatureMode = Literal["once", "per-step"]
 
@@ -51,7 +56,7 @@ class AnilParams(ExecutionParams):
 @LEARNERS.register(
     "anil", "ANIL: second-order meta-gradient through K SGD steps on the head only", AnilParams
 )
-class Anil(Learner):
+class Anil(BatchableLearner):
     """ANIL; subclasses with ``meta_learns_head = False`` adapt a fixed head init instead."""
 
     params: AnilParams
@@ -97,11 +102,7 @@ class Anil(Learner):
                 losses.append(loss.detach())
         return StepStats(loss=torch.cat(losses).mean())
 
-    def meta_backward(self, tasks: Sequence[Task]) -> StepStats:
-        if not tasks:
-            raise ValueError("meta_backward needs at least one task")
-        if use_batched(self.params, tasks):
-            return self._meta_backward_batched(tasks)
+    def _meta_backward_sequential(self, tasks: Sequence[Task]) -> StepStats:
         n = len(tasks)
         losses = []
         with torch.enable_grad():
@@ -115,10 +116,4 @@ class Anil(Learner):
         return StepStats(loss=mean_loss(losses))
 
     def adapt_predict(self, task: Task) -> Tensor:
-        p = self.params
-        with torch.no_grad(), self.phase("inner"):
-            zs, zq = self.backbone(task.xs), self.backbone(task.xq)
-            w, b = head.gd(
-                zs, task.ys, self.head.weight, self.head.bias, p.inner_steps, p.inner_lr, self.l2
-            )
-            return head.logits(zq, w, b)
+        return self.head_gd_predict(task, self.l2)

@@ -24,6 +24,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from memcomp.data.base import Task
+from memcomp.learners import head
 from memcomp.registry import Params
 
 PhaseFn = Callable[[str], AbstractContextManager[None]]
@@ -75,6 +76,17 @@ class Learner(nn.Module):
     def adapt_predict(self, task: Task) -> Tensor:
         """Native meta-test: adapt on the support set as in training, return query logits."""
         raise NotImplementedError
+
+    def head_gd_predict(self, task: Task, l2: float = 0.0) -> Tensor:
+        """Query logits after K no-graph SGD steps (``inner_steps``, ``inner_lr``) of the head from
+        ``self.head`` on the support features, ``l2`` weighting ``(l2/2)||(W, b)||^2``."""
+        p = self.params
+        with torch.no_grad(), self.phase("inner"):
+            zs, zq = self.backbone(task.xs), self.backbone(task.xq)
+            w, b = head.gd(
+                zs, task.ys, self.head.weight, self.head.bias, p.inner_steps, p.inner_lr, l2
+            )
+            return head.logits(zq, w, b)
 
     def test_head_init(self) -> tuple[Tensor, Tensor]:
         """Head (weight, bias) the head-finetune protocol starts from."""

@@ -28,7 +28,7 @@ from torch.func import functional_call, vmap
 
 from memcomp.backbones.norm import TaskBatchNorm2d, deinterleave, interleave, task_groups
 from memcomp.data.base import Task
-from memcomp.learners.base import LearnerParams
+from memcomp.learners.base import Learner, LearnerParams, StepStats
 
 Execution = Literal["sequential", "batched"]
 
@@ -70,6 +70,27 @@ def task_chunks(tasks: Sequence[Task], chunk: int | None) -> list[list[Task]]:
 def use_batched(params: LearnerParams, tasks: Sequence[Task]) -> bool:
     """Batched execution requested and possible for ``tasks``."""
     return getattr(params, "execution", "sequential") == "batched" and same_shapes(tasks)
+
+
+class BatchableLearner(Learner):
+    """A learner with a sequential and a batched ``meta_backward``; it runs the batched one when
+    :meth:`_batchable` says so."""
+
+    def _batchable(self, tasks: Sequence[Task]) -> bool:
+        return use_batched(self.params, tasks)
+
+    def meta_backward(self, tasks: Sequence[Task]) -> StepStats:
+        if not tasks:
+            raise ValueError("meta_backward needs at least one task")
+        if self._batchable(tasks):
+            return self._meta_backward_batched(tasks)
+        return self._meta_backward_sequential(tasks)
+
+    def _meta_backward_batched(self, tasks: Sequence[Task]) -> StepStats:
+        raise NotImplementedError
+
+    def _meta_backward_sequential(self, tasks: Sequence[Task]) -> StepStats:
+        raise NotImplementedError
 
 
 def grouped_features(backbone: nn.Module, images: Sequence[Tensor]) -> Tensor:

@@ -29,8 +29,14 @@ from torch.func import functional_call
 
 from memcomp.data.base import Task
 from memcomp.learners import LEARNERS
-from memcomp.learners.base import Learner, StepStats, mean_loss
-from memcomp.learners.batching import ExecutionParams, task_chunks, use_batched, vmapped_losses
+from memcomp.learners.base import StepStats, mean_loss
+from memcomp.learners.batching import (
+    BatchableLearner,
+    ExecutionParams,
+    task_chunks,
+    use_batched,
+    vmapped_losses,
+)
 from memcomp.learners.cg import CGResult, conjugate_gradient
 
 LossFn = Callable[[list[Tensor]], Tensor]
@@ -66,6 +72,40 @@ def proximal_descent(
     return [p.detach() for p in phi]
 
 
+def _proximal_matvec(
+    loss_fn: LossFn,
+    phi: Sequence[Tensor],
+    lam: float,
+    damping: float,
+    to_flat: Callable[[Sequence[Tensor]], Tensor],
+    from_flat: Callable[[Tensor, Sequence[Tensor]], list[Tensor]],
+) -> Callable[[Tensor], Tensor]:
+    """``v -> (1 + damping) v + H v / lam``, ``H`` the Hessian of ``loss_fn`` at ``phi``.
+
+    Hessian-vector products are double backward passes through one retained gradient graph;
+    ``to_flat`` / ``from_flat`` convert between the tensors and the vector layout of ``v``.
+    """
+    leaves = [p.detach().requires_grad_() for p in phi]
+    grads = torch.autograd.grad(loss_fn(leaves), leaves, create_graph=True)
+    live = [i for i, gi in enumerate(grads) if gi.requires_grad]
+
+    def matvec(v: Tensor) -> Tensor:
+        if not live:
+            return v
+        vs = from_flat(v, leaves)
+        hv = torch.autograd.grad(
+            [grads[i] for i in live],
+            leaves,
+            grad_outputs=[vs[i] for i in live],
+            retain_graph=True,
+            allow_unused=True,
+        )
+        hv = [torch.zeros_like(p) if h is None else h for h, p in zip(hv, leaves, strict=True)]
+        return (1.0 + damping) * v + to_flat(hv) / lam
+
+    return matvec
+
+
 def implicit_solve(
     loss_fn: LossFn,
     phi: Sequence[Tensor],
@@ -81,24 +121,7 @@ def implicit_solve(
     ``g`` is flat (numel of all ``phi``); Hessian-vector products are double backward passes
     through one retained gradient graph.
     """
-    leaves = [p.detach().requires_grad_() for p in phi]
-    grads = torch.autograd.grad(loss_fn(leaves), leaves, create_graph=True)
-    live = [i for i, gi in enumerate(grads) if gi.requires_grad]
-
-    def matvec(v: Tensor) -> Tensor:
-        if not live:
-            return v
-        vs = unflatten(v, leaves)
-        hv = torch.autograd.grad(
-            [grads[i] for i in live],
-            leaves,
-            grad_outputs=[vs[i] for i in live],
-            retain_graph=True,
-            allow_unused=True,
-        )
-        hv = [torch.zeros_like(p) if h is None else h for h, p in zip(hv, leaves, strict=True)]
-        return (1.0 + damping) * v + flatten(hv) / lam
-
+    matvec = _proximal_matvec(loss_fn, phi, lam, damping, flatten, unflatten)
     return conjugate_gradient(matvec, g, x0=x0, iters=iters, tol=tol)
 
 
@@ -127,24 +150,7 @@ def implicit_solve_batched(
     ``phi`` holds per-task tensors (B, ...), ``loss_fn`` returns the SUM of the tasks' losses (so
     the Hessian is block diagonal) and ``g`` is (B, q); CG runs batched over the B systems.
     """
-    leaves = [p.detach().requires_grad_() for p in phi]
-    grads = torch.autograd.grad(loss_fn(leaves), leaves, create_graph=True)
-    live = [i for i, gi in enumerate(grads) if gi.requires_grad]
-
-    def matvec(v: Tensor) -> Tensor:
-        if not live:
-            return v
-        vs = batch_unflatten(v, leaves)
-        hv = torch.autograd.grad(
-            [grads[i] for i in live],
-            leaves,
-            grad_outputs=[vs[i] for i in live],
-            retain_graph=True,
-            allow_unused=True,
-        )
-        hv = [torch.zeros_like(p) if h is None else h for h, p in zip(hv, leaves, strict=True)]
-        return (1.0 + damping) * v + batch_flatten(hv) / lam
-
+    matvec = _proximal_matvec(loss_fn, phi, lam, damping, batch_flatten, batch_unflatten)
     return conjugate_gradient(matvec, g, iters=iters, tol=tol)
 
 
@@ -170,7 +176,7 @@ class ImamlParams(ExecutionParams):
 @LEARNERS.register(
     "imaml", "iMAML: implicit meta-gradient via CG on (I + H/lam), proximal inner loop", ImamlParams
 )
-class Imaml(Learner):
+class Imaml(BatchableLearner):
     """iMAML over all weights, one task after another."""
 
     params: ImamlParams
@@ -250,11 +256,7 @@ class Imaml(Learner):
             else:
                 param.grad.add_(g)
 
-    def meta_backward(self, tasks: Sequence[Task]) -> StepStats:
-        if not tasks:
-            raise ValueError("meta_backward needs at least one task")
-        if self._batchable(tasks):
-            return self._meta_backward_batched(tasks)
+    def _meta_backward_sequential(self, tasks: Sequence[Task]) -> StepStats:
         p = self.params
         names, theta = self._names_and_params()
         total: Tensor | None = None

@@ -26,8 +26,13 @@ from torch.func import functional_call
 
 from memcomp.data.base import Task
 from memcomp.learners import LEARNERS
-from memcomp.learners.base import Learner, StepStats, mean_loss
-from memcomp.learners.batching import ExecutionParams, task_chunks, use_batched, vmapped_losses
+from memcomp.learners.base import StepStats, mean_loss
+from memcomp.learners.batching import (
+    BatchableLearner,
+    ExecutionParams,
+    task_chunks,
+    vmapped_losses,
+)
 
 ParamDict = dict[str, Tensor]
 
@@ -45,7 +50,7 @@ class MamlParams(ExecutionParams):
 @LEARNERS.register(
     "maml", "MAML: second-order meta-gradient through K SGD steps on all weights", MamlParams
 )
-class Maml(Learner):
+class Maml(BatchableLearner):
     """Second-order MAML over all weights; ``first_order`` switches to FOMAML."""
 
     first_order: bool = False
@@ -106,11 +111,7 @@ class Maml(Learner):
                 losses.append(loss.detach())
         return StepStats(loss=torch.cat(losses).mean())
 
-    def meta_backward(self, tasks: Sequence[Task]) -> StepStats:
-        if not tasks:
-            raise ValueError("meta_backward needs at least one task")
-        if use_batched(self.params, tasks):
-            return self._meta_backward_batched(tasks)
+    def _meta_backward_sequential(self, tasks: Sequence[Task]) -> StepStats:
         n = len(tasks)
         losses = []
         with torch.enable_grad():

@@ -36,8 +36,13 @@ from torch import Tensor
 
 from memcomp.data.base import Task
 from memcomp.learners import LEARNERS, head
-from memcomp.learners.base import Learner, StepStats, mean_loss
-from memcomp.learners.batching import ExecutionParams, grouped_features, task_chunks, use_batched
+from memcomp.learners.base import StepStats, mean_loss
+from memcomp.learners.batching import (
+    BatchableLearner,
+    ExecutionParams,
+    grouped_features,
+    task_chunks,
+)
 from memcomp.learners.cg import CGResult, conjugate_gradient
 
 
@@ -72,7 +77,7 @@ class MrmlParams(ExecutionParams):
     "Algorithm 1: implicit hypergradient, K head steps + N CG steps, no graph through either",
     MrmlParams,
 )
-class Mrml(Learner):
+class Mrml(BatchableLearner):
     """The paper's memory-reduced meta-learner (Algorithm 1)."""
 
     meta_learns_head = False
@@ -170,11 +175,7 @@ class Mrml(Learner):
             first += k
         return StepStats(loss=torch.cat(losses).mean(), cg_residual=torch.cat(residuals).mean())
 
-    def meta_backward(self, tasks: Sequence[Task]) -> StepStats:
-        if not tasks:
-            raise ValueError("meta_backward needs at least one task")
-        if use_batched(self.params, tasks):
-            return self._meta_backward_batched(tasks)
+    def _meta_backward_sequential(self, tasks: Sequence[Task]) -> StepStats:
         n = len(tasks)
         losses, residuals = [], []
         self.last_cg_iterations = []
@@ -199,10 +200,4 @@ class Mrml(Learner):
         return StepStats(loss=mean_loss(losses), cg_residual=torch.stack(residuals).mean())
 
     def adapt_predict(self, task: Task) -> Tensor:
-        p = self.params
-        with torch.no_grad(), self.phase("inner"):
-            zs, zq = self.backbone(task.xs), self.backbone(task.xq)
-            w, b = head.gd(
-                zs, task.ys, self.head.weight, self.head.bias, p.inner_steps, p.inner_lr, p.l2
-            )
-            return head.logits(zq, w, b)
+        return self.head_gd_predict(task, self.params.l2)
