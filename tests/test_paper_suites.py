@@ -85,7 +85,7 @@ def test_paper_hyper_parameters(name: str) -> None:
         assert protocols == {"head-finetune": 24}
         assert {c.dataset.name for c in cells} == {"cifar-fs", "mini-imagenet"}
         assert {c.train.eval_every for c in cells} == {50}
-        assert {c.learner.params["execution"] for c in cells} == {"sequential"}
+        assert {c.learner.params["execution"] for c in cells} == {"batched"}
     for c in cells:
         if c.test.protocol == "head-finetune":
             assert (c.test.finetune_steps, c.test.finetune_lr) == (20, 0.05)
