@@ -92,15 +92,28 @@ def _cells_table(cells: list[Any], title: str) -> Table:
 
 @app.command()
 @handle_errors
-def validate(suite: Path = typer.Argument(..., help="Suite YAML file.")) -> None:
+def validate(
+    suite: Path = typer.Argument(..., help="Suite YAML file."),
+    check_data: bool = typer.Option(
+        False, "--check-data", help="Also check datasets, backbones and the device (as `run` does)."
+    ),
+) -> None:
     """Check a suite and print the cells it expands to, without running anything.
 
-    Example: memcomp validate suites/quickstart.yaml
+    Examples:
+
+      memcomp validate suites/quickstart.yaml
+
+      memcomp validate suites/paper-accuracy.yaml --check-data
     """
     from memcomp.suite import expand, load_suite
 
     s = load_suite(suite)
     cells = expand(s)
+    if check_data:
+        from memcomp.preflight import preflight
+
+        preflight(s, cells, check_data=True)
     console.print(_cells_table(cells, f"suite {s.name}: {len(cells)} cells"))
     console.print(f"[green]ok[/]: {suite} is valid ({len(cells)} cells)")
 

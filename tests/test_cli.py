@@ -147,3 +147,16 @@ def test_python_dash_m_and_help_examples() -> None:
         capture_output=True, text=True, check=True, cwd=ROOT,
     )  # fmt: skip
     assert "Examples" in out.stdout and "memcomp run suites/quickstart.yaml" in out.stdout
+
+
+def test_validate_check_data_reports_missing_dataset(tmp_path: Path) -> None:
+    suite = tmp_path / "s.yaml"
+    text = SMOKE.read_text().replace(
+        "datasets:   [{name: glyphs, image_size: 28}]",
+        f"datasets:   [{{name: mini-imagenet, root: {tmp_path / 'nothing'}}}]",
+    )
+    suite.write_text(text)
+    assert runner.invoke(app, ["validate", str(suite)]).exit_code == 0  # schema only
+    res = runner.invoke(app, ["validate", str(suite), "--check-data"])
+    assert res.exit_code == 2, res.output
+    assert "s.yaml:" in res.output and "datasets[0]" in res.output and "mini-imagenet" in res.output
