@@ -5,13 +5,23 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from memcomp.errors import UnknownNameError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _to_path(value: Any) -> Any:
+    return Path(value) if isinstance(value, str) else value
+
+
+# A path option written as a string in YAML; suites are validated strictly, which would otherwise
+# reject a string where a Path is expected.
+PathOption = Annotated[Path, BeforeValidator(_to_path)]
 
 
 class Params(BaseModel):

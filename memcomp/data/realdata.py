@@ -36,6 +36,7 @@ from memcomp.data import DatasetParams
 from memcomp.data.base import SPLITS, FewShotDataset, ImageSplit
 from memcomp.data.cache import cache_dir, data_root
 from memcomp.errors import DataError
+from memcomp.registry import PathOption
 
 CACHE_VERSION = 1
 # (split name, images uint8 (N, C, H, W), labels int64 (N,) in 0..n-1, class names)
@@ -45,7 +46,9 @@ Decoded = tuple[str, np.ndarray, np.ndarray, list[str]]
 class RealParams(DatasetParams):
     """Options shared by the real benchmark loaders."""
 
-    root: Path | None = Field(None, description="dataset folder (default: data_root()/<name>)")
+    root: PathOption | None = Field(
+        None, description="dataset folder (default: data_root()/<name>)"
+    )
     normalize: bool = Field(True, description="normalise episodes by the train mean/std")
     strict: bool = Field(
         True,
