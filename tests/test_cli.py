@@ -160,3 +160,32 @@ def test_validate_check_data_reports_missing_dataset(tmp_path: Path) -> None:
     res = runner.invoke(app, ["validate", str(suite), "--check-data"])
     assert res.exit_code == 2, res.output
     assert "s.yaml:" in res.output and "datasets[0]" in res.output and "mini-imagenet" in res.output
+
+
+def test_run_on_a_real_format_dataset_given_by_root(tmp_path: Path) -> None:
+    """A suite naming a real dataset by `root` runs end to end (tiny CIFAR-100 archive)."""
+    import data_formats
+
+    data_formats.write_cifar_dir(tmp_path / "cifar", n_train=3, n_test=2)
+    suite = tmp_path / "real.yaml"
+    suite.write_text(
+        SMOKE.read_text()
+        .replace(
+            "datasets:   [{name: glyphs, image_size: 28}]",
+            f"datasets:   [{{name: cifar-fs, root: {tmp_path / 'cifar'}, strict: false}}]",
+        )
+        .replace(
+            "settings:   [{ways: 5, shots: 1, queries: 5}]",
+            "settings:   [{ways: 5, shots: 1, queries: 2}]",
+        )  # fmt: skip
+        .replace("name: smoke", "name: real")
+    )
+    res = runner.invoke(
+        app, ["run", str(suite), "--out", str(tmp_path / "res"), "--isolation", "inline",
+              "--only", "mrml"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (folder,) = (tmp_path / "res" / "real").iterdir()
+    runs = pd.read_csv(folder / "runs.csv")
+    assert runs["status"].tolist() == ["ok"] and runs["dataset"].tolist() == ["cifar-fs"]
+    assert runs["image_size"].tolist() == [32] and isinstance(runs["dataset_checksum"][0], str)
