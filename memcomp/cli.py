@@ -142,6 +142,11 @@ def run(
     isolation: str = typer.Option(
         "process", "--isolation", help="process (each cell in its own process) | inline."
     ),
+    threads: int = typer.Option(
+        None,
+        "--threads",
+        help="Torch CPU threads per cell (default: torch's, or the cores shared among --jobs).",
+    ),
 ) -> None:
     """Expand a suite into cells, meta-train each, and write results.
 
@@ -164,6 +169,7 @@ def run(
     code = run_suite_command(
         suite, out, device, only, dry_run, console,
         resume=resume, jobs=jobs, memory_limit=memory_limit, isolation=isolation,
+        threads=threads,
     )  # fmt: skip
     raise typer.Exit(code)
 

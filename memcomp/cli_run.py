@@ -122,12 +122,17 @@ def run_suite_command(
     jobs: int = 1,
     memory_limit: float | None = None,
     isolation: str = "process",
+    threads: int | None = None,
 ) -> int:
     """Validate, preflight, expand, run; returns the exit code.
 
     0: every cell ok; 1: some cell did not finish ok (oom, diverged, error); 130: interrupted.
     Bad input raises :class:`~memcomp.errors.InputError` (exit 2) before anything is written.
     """
+    if threads is not None and threads < 1:
+        from memcomp.errors import InputError
+
+        raise InputError(f"--threads: must be >= 1 (got {threads})")
     from memcomp.cli import _cells_table
     from memcomp.errors import InputError
     from memcomp.isolation import load_plugins
@@ -173,7 +178,9 @@ def run_suite_command(
         if done:
             console.print(f"{len(done)} cells already done in {plan.resume_dir}")
         return 0
-    options = RunOptions(isolation=isolation, jobs=jobs, memory_limit_mb=memory_limit)
+    options = RunOptions(
+        isolation=isolation, jobs=jobs, memory_limit_mb=memory_limit, threads=threads
+    )
     info = manifest(suite.name, suite.source_text, device, all_cells, options)
     if plan.resume_dir is None:
         results = new_results_dir(out, suite.name)

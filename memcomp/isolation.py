@@ -161,6 +161,8 @@ def child_main() -> None:
 
     cell = cell_from_json(request["cell"])
     device = torch.device(request["device"])
+    if request.get("threads"):
+        torch.set_num_threads(int(request["threads"]))
     apply_memory_limit(device, request.get("memory_limit_mb"))
     checkpoint = Path(request["checkpoint"]) if request.get("checkpoint") else None
     outcome = run_cell(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import platform
 import subprocess
 from collections.abc import Callable, Sequence
@@ -192,6 +193,16 @@ class RunOptions:
     jobs: int = 1
     memory_limit_mb: float | None = None
     memory_source: str = "auto"
+    threads: int | None = None
+
+    def cell_threads(self) -> int | None:
+        """Torch CPU threads per cell: ``threads``, else the cores shared among ``jobs`` cells
+        (None: torch's default) so that parallel cells do not oversubscribe the CPU."""
+        if self.threads is not None:
+            return self.threads
+        if self.jobs > 1:
+            return max(1, (os.cpu_count() or 1) // self.jobs)
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -199,6 +210,7 @@ class RunOptions:
             "jobs": self.jobs,
             "memory_limit_mb": self.memory_limit_mb,
             "memory_source": self.memory_source,
+            "threads": self.threads,
         }
 
 
@@ -299,6 +311,9 @@ def _run_inline(
     from memcomp.isolation import apply_memory_limit
 
     apply_memory_limit(device, opts.memory_limit_mb)
+    threads = opts.cell_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
     for i, cell in enumerate(cells):
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -326,6 +341,7 @@ def _run_processes(
         "memory_limit_mb": opts.memory_limit_mb,
         "memory_source": opts.memory_source,
         "plugins": plugin_names(),
+        "threads": opts.cell_threads(),
     }
     try:
         while pending or running:

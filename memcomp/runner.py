@@ -191,6 +191,7 @@ def base_row(cell: Cell, device: torch.device) -> dict[str, Any]:
         "iterations": c.train.iterations, "bn_mode": "transductive (per-task batch stats)",
         "device": device.type, "device_name": device_name(device),
         "torch_version": torch.__version__, "memcomp_version": memcomp.__version__,
+        "cpu_threads": torch.get_num_threads(),
         "dataset_params": json.dumps(c.dataset.params, sort_keys=True, default=str),
         "backbone_params": json.dumps(c.backbone.params, sort_keys=True, default=str),
         "protocol": (

@@ -189,3 +189,25 @@ def test_run_on_a_real_format_dataset_given_by_root(tmp_path: Path) -> None:
     runs = pd.read_csv(folder / "runs.csv")
     assert runs["status"].tolist() == ["ok"] and runs["dataset"].tolist() == ["cifar-fs"]
     assert runs["image_size"].tolist() == [32] and isinstance(runs["dataset_checksum"][0], str)
+
+
+def test_threads_option_is_applied_and_recorded(tmp_path: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        folder = _run(tmp_path, "--only", "mrml", "--threads", "1")
+    finally:
+        torch.set_num_threads(before)
+    runs = pd.read_csv(folder / "runs.csv")
+    assert runs["cpu_threads"].tolist() == [1]
+    res = runner.invoke(app, ["run", str(SMOKE), "--threads", "0", "--dry-run"])
+    assert res.exit_code == 2 and "--threads" in res.output
+
+
+def test_parallel_jobs_share_the_cores() -> None:
+    from memcomp.orchestrate import RunOptions
+
+    assert RunOptions(jobs=1).cell_threads() is None
+    assert RunOptions(jobs=2).cell_threads() == max(1, (__import__("os").cpu_count() or 1) // 2)
+    assert RunOptions(jobs=4, threads=3).cell_threads() == 3
