@@ -17,6 +17,7 @@ from torch import Tensor
 
 from memcomp.config import TestConfig
 from memcomp.data.base import Task
+from memcomp.learners import head
 from memcomp.learners.base import Learner
 
 
@@ -51,16 +52,8 @@ def finetune_head_predict(learner: Learner, task: Task, steps: int, lr: float) -
     with torch.no_grad():
         zs = learner.backbone(task.xs)
         zq = learner.backbone(task.xq)
-    w0, b0 = learner.test_head_init()
-    w = w0.detach().clone().requires_grad_(True)
-    b = b0.detach().clone().requires_grad_(True)
-    for _ in range(steps):
-        loss = F.cross_entropy(F.linear(zs, w, b), task.ys)
-        gw, gb = torch.autograd.grad(loss, (w, b))
-        with torch.no_grad():
-            w -= lr * gw
-            b -= lr * gb
-    with torch.no_grad():
+        w0, b0 = learner.test_head_init()
+        w, b = head.gd(zs, task.ys, w0, b0, steps, lr)
         return F.linear(zq, w, b)
 
 

@@ -311,18 +311,21 @@ def _run_inline(
     from memcomp.isolation import apply_memory_limit
 
     apply_memory_limit(device, opts.memory_limit_mb)
-    threads = opts.cell_threads()
+    threads, before = opts.cell_threads(), torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
-    for i, cell in enumerate(cells):
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
-        bound = _BoundProgress(progress, cell) if progress else None
-        outcome = run_cell(
-            cell, device, bound, opts.memory_source, checkpoint=checkpoint_path(results, cell)
-        )
-        record(i, outcome)
+    try:
+        for i, cell in enumerate(cells):
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+            bound = _BoundProgress(progress, cell) if progress else None
+            outcome = run_cell(
+                cell, device, bound, opts.memory_source, checkpoint=checkpoint_path(results, cell)
+            )
+            record(i, outcome)
+    finally:
+        torch.set_num_threads(before)  # inline cells share this process: leave it as it was
 
 
 def _run_processes(
