@@ -32,10 +32,10 @@ from typing import Any
 import torch
 
 from memcomp.backbones import BACKBONES, build_backbone
-from memcomp.data.base import Task
 from memcomp.learners import build_learner
 from memcomp.memory import MemoryMeter, MemoryResult
 from memcomp.runner import meta_step
+from memcomp.types import Task
 
 
 @dataclass(frozen=True)

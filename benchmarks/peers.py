@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from memcomp.data.base import Task
+from memcomp.types import Task
 
 Step = Callable[[], None]
 

@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from memcomp.backbones import build_backbone
-from memcomp.data.base import Task
 from memcomp.learners import Learner, build_learner
 from memcomp.timing import StepTimer
+from memcomp.types import Task
 
 MODES = ("sequential", "batched")
 

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from memcomp.config import TestConfig
-from memcomp.data.base import Task
 from memcomp.learners import head
 from memcomp.learners.base import Learner
+from memcomp.types import Task
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +33,25 @@ class Params(BaseModel):
 
 @dataclass(frozen=True)
 class Entry(Generic[F]):
-    """One registered component: its name, a one-line summary, parameter model and factory."""
+    """One registered component: its name, a one-line summary, parameter model and factory.
+
+    ``target`` is either the factory itself or ``"module:attribute"``, imported on first use of
+    :attr:`factory`: the name, summary and parameters of a component are then known (validation,
+    listing, JSON Schema) without importing its implementation (and torch).
+    """
 
     name: str
     summary: str
     params: type[Params]
-    factory: F
+    target: F | str
+    source: str = "built-in"
+
+    @property
+    def factory(self) -> F:
+        if isinstance(self.target, str):
+            module, _, attr = self.target.partition(":")
+            return getattr(importlib.import_module(module), attr)
+        return self.target
 
 
 class Registry(Generic[F]):
@@ -47,16 +61,28 @@ class Registry(Generic[F]):
         self.kind = kind
         self._entries: dict[str, Entry[F]] = {}
 
-    def register(self, name: str, summary: str, params: type[Params]) -> Callable[[F], F]:
+    def register(
+        self, name: str, summary: str, params: type[Params], source: str = "built-in"
+    ) -> Callable[[F], F]:
         """Decorator registering ``factory`` under ``name``."""
 
         def deco(factory: F) -> F:
-            if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} registered twice")
-            self._entries[name] = Entry(name, summary, params, factory)
+            self.add(Entry(name, summary, params, factory, source))
             return factory
 
         return deco
+
+    def register_lazy(
+        self, name: str, summary: str, params: type[Params], target: str, source: str = "built-in"
+    ) -> None:
+        """Register ``"module:attribute"`` as the factory of ``name``, imported on first use."""
+        self.add(Entry(name, summary, params, target, source))
+
+    def add(self, entry: Entry[F]) -> None:
+        """Add ``entry``; registering an existing name is an error."""
+        if entry.name in self._entries:
+            raise ValueError(f"{self.kind} {entry.name!r} registered twice")
+        self._entries[entry.name] = entry
 
     def get(self, name: str) -> Entry[F]:
         try:

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from memcomp.backbones import build_backbone
-from memcomp.data.base import Task
 from memcomp.learners import Learner, build_learner
+from memcomp.types import Task
 
 WAYS, SHOTS, QUERIES = 3, 2, 2
 IN_SHAPE = (1, 8, 8)

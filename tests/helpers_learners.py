@@ -12,8 +12,8 @@ from torch import Tensor
 from torch.func import functional_call
 
 from memcomp.backbones import build_backbone
-from memcomp.data.base import Task
 from memcomp.learners import Learner, build_learner
+from memcomp.types import Task
 
 WAYS, SHOTS, QUERIES = 3, 2, 2
 IN_SHAPE = (1, 8, 8)

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from memcomp.backbones import build_backbone
 from memcomp.config import TestConfig
-from memcomp.data.base import Task
 from memcomp.evaluation import AccuracyStats, evaluate, finetune_head_predict
 from memcomp.learners import build_learner
+from memcomp.types import Task
 
 
 def _task(gen: torch.Generator, ways: int = 3, n: int = 2) -> Task:

@@ -17,7 +17,6 @@ from helpers_learners import (
 )
 from torch import Tensor, nn
 
-from memcomp.data.base import Task
 from memcomp.learners.imaml import (
     Imaml,
     ImamlParams,
@@ -26,6 +25,7 @@ from memcomp.learners.imaml import (
     proximal_descent,
     unflatten,
 )
+from memcomp.types import Task
 
 DT = torch.float64
 

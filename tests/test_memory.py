@@ -247,8 +247,8 @@ def test_cuda_fold_combines_phases_and_gaps(monkeypatch):
 def learner_peak(name: str, params: dict, supervised: bool = False) -> float:
     """Estimated peak (MB) of one meta-iteration of a tiny Conv4 cell after one warm-up."""
     from memcomp.backbones import build_backbone
-    from memcomp.data.base import Task
     from memcomp.learners import build_learner
+    from memcomp.types import Task
 
     torch.manual_seed(0)
     task = Task(torch.randn(5, 1, 28, 28), torch.arange(5), torch.randn(15, 1, 28, 28),

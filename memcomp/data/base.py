@@ -6,7 +6,6 @@ labels 0..n_classes-1); episodes are then cheap tensor indexing with a seeded ge
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,53 +13,11 @@ import torch
 from torch import Tensor
 
 from memcomp.errors import DataError
+from memcomp.types import Task, TaskBatch
+
+__all__ = ["SPLITS", "EpisodeSampler", "FewShotDataset", "ImageSplit", "Task", "TaskBatch"]
 
 SPLITS = ("train", "val", "test")
-
-
-@dataclass
-class Task:
-    """One few-shot episode: support (xs, ys) and query (xq, yq); labels are 0..ways-1."""
-
-    xs: Tensor
-    ys: Tensor
-    xq: Tensor
-    yq: Tensor
-
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Task:
-        def move(x: Tensor) -> Tensor:
-            return x.to(device=device, dtype=dtype if x.is_floating_point() else None)
-
-        return Task(move(self.xs), self.ys.to(device), move(self.xq), self.yq.to(device))
-
-    @property
-    def ways(self) -> int:
-        return int(self.ys.max().item()) + 1
-
-
-@dataclass
-class TaskBatch:
-    """Tasks of one meta-batch stacked on a leading dimension (B, n, C, H, W)."""
-
-    xs: Tensor
-    ys: Tensor
-    xq: Tensor
-    yq: Tensor
-
-    @staticmethod
-    def stack(tasks: Sequence[Task]) -> TaskBatch:
-        return TaskBatch(
-            torch.stack([t.xs for t in tasks]),
-            torch.stack([t.ys for t in tasks]),
-            torch.stack([t.xq for t in tasks]),
-            torch.stack([t.yq for t in tasks]),
-        )
-
-    def __len__(self) -> int:
-        return self.xs.shape[0]
-
-    def __getitem__(self, i: int) -> Task:
-        return Task(self.xs[i], self.ys[i], self.xq[i], self.yq[i])
 
 
 @dataclass

@@ -28,7 +28,6 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from memcomp.data.base import Task
 from memcomp.learners import LEARNERS, head
 from memcomp.learners.base import StepStats, mean_loss
 from memcomp.learners.batching import (
@@ -37,6 +36,7 @@ from memcomp.learners.batching import (
     grouped_features,
     task_chunks,
 )
+from memcomp.types import Task
 
 FeatureMode = Literal["once", "per-step"]
 

@@ -23,9 +23,9 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from memcomp.data.base import Task
 from memcomp.learners import head
 from memcomp.registry import Params
+from memcomp.types import Task
 
 PhaseFn = Callable[[str], AbstractContextManager[None]]
 

@@ -27,8 +27,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from memcomp.backbones.norm import TaskBatchNorm2d, deinterleave, interleave, task_groups
-from memcomp.data.base import Task
 from memcomp.learners.base import Learner, LearnerParams, StepStats
+from memcomp.types import Task
 
 Execution = Literal["sequential", "batched"]
 

@@ -27,7 +27,6 @@ from pydantic import Field
 from torch import Tensor
 from torch.func import functional_call
 
-from memcomp.data.base import Task
 from memcomp.learners import LEARNERS
 from memcomp.learners.base import StepStats, mean_loss
 from memcomp.learners.batching import (
@@ -38,6 +37,7 @@ from memcomp.learners.batching import (
     vmapped_losses,
 )
 from memcomp.learners.cg import CGResult, conjugate_gradient
+from memcomp.types import Task
 
 LossFn = Callable[[list[Tensor]], Tensor]
 

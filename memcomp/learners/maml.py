@@ -24,7 +24,6 @@ from pydantic import Field
 from torch import Tensor
 from torch.func import functional_call
 
-from memcomp.data.base import Task
 from memcomp.learners import LEARNERS
 from memcomp.learners.base import StepStats, mean_loss
 from memcomp.learners.batching import (
@@ -33,6 +32,7 @@ from memcomp.learners.batching import (
     task_chunks,
     vmapped_losses,
 )
+from memcomp.types import Task
 
 ParamDict = dict[str, Tensor]
 

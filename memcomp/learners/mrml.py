@@ -34,7 +34,6 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from memcomp.data.base import Task
 from memcomp.learners import LEARNERS, head
 from memcomp.learners.base import StepStats, mean_loss
 from memcomp.learners.batching import (
@@ -44,6 +43,7 @@ from memcomp.learners.batching import (
     task_chunks,
 )
 from memcomp.learners.cg import CGResult, conjugate_gradient
+from memcomp.types import Task
 
 
 class MrmlParams(ExecutionParams):
