@@ -1,0 +1,1 @@
+"""Running cells: schedulers (local processes, Ray, SLURM), GPU pinning, merging results."""
