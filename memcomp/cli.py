@@ -147,6 +147,31 @@ def run(
         "--threads",
         help="Torch CPU threads per cell (default: torch's, or the cores shared among --jobs).",
     ),
+    executor: str = typer.Option(
+        None, "--executor", help="local | ray | slurm (default: the suite's executor.kind, local)."
+    ),
+    gpus: str = typer.Option(
+        None, "--gpus", help="local: GPUs for one cell each at a time, e.g. 0,1,2,3 (default all)."
+    ),
+    cells_per_gpu: int = typer.Option(
+        None, "--cells-per-gpu", min=1, help="local: cells sharing one GPU (rows say so)."
+    ),
+    ray_address: str = typer.Option(
+        None, "--ray-address", help="ray: cluster address host:port, or auto."
+    ),
+    ray_max_retries: int = typer.Option(
+        None, "--ray-max-retries", min=0, help="ray: re-runs of a cell whose node died."
+    ),
+    slurm_partition: str = typer.Option(None, "--slurm-partition", help="slurm: partition."),
+    slurm_time: int = typer.Option(
+        None, "--slurm-time", min=1, help="slurm: time limit per cell, minutes."
+    ),
+    slurm_array_parallelism: int = typer.Option(
+        None, "--slurm-array-parallelism", min=1, help="slurm: cells of an array running at once."
+    ),
+    wait: bool = typer.Option(
+        True, "--wait/--no-wait", help="slurm: wait for the jobs (no-wait: `memcomp status` later)."
+    ),
 ) -> None:
     """Expand a suite into cells, meta-train each, and write results.
 
@@ -163,13 +188,24 @@ def run(
       memcomp run suites/quickstart.yaml --resume results/quickstart/20261127-101500
 
       memcomp run suites/paper-memory.yaml --jobs 2 --memory-limit 8000
+
+      memcomp run suites/paper-accuracy.yaml --device cuda --gpus 0,1,2,3
+
+      memcomp run suites/paper-accuracy.yaml --device cuda --executor ray --ray-address auto
     """
     from memcomp.cli_run import run_suite_command
+
+    overrides = {
+        "kind": executor, "gpus": gpus, "cells_per_gpu": cells_per_gpu,
+        "ray.address": ray_address, "ray.max_retries": ray_max_retries,
+        "slurm.partition": slurm_partition, "slurm.time_min": slurm_time,
+        "slurm.array_parallelism": slurm_array_parallelism,
+    }  # fmt: skip
 
     code = run_suite_command(
         suite, out, device, only, dry_run, console,
         resume=resume, jobs=jobs, memory_limit=memory_limit, isolation=isolation,
-        threads=threads,
+        threads=threads, executor_overrides=overrides, wait=wait,
     )  # fmt: skip
     raise typer.Exit(code)
 
@@ -214,6 +250,27 @@ def resolve_results_dir(path: Path) -> Path:
         f"{path}: no runs.csv here or in its subfolders; pass a folder written by "
         "`memcomp run` (results/<suite>/<timestamp>) or its suite folder (results/<suite>)"
     )
+
+
+@app.command()
+@handle_errors
+def merge(
+    folders: list[Path] = typer.Argument(..., help="Results folders of one suite."),
+    out: Path = typer.Option(..., "--out", help="The merged folder to create (must not exist)."),
+) -> None:
+    """Merge results folders of the same suite (e.g. run on different machines) into one.
+
+    A cell that ran in several folders keeps one row: a finished (ok) one, else the latest;
+    each such choice is printed. Folders of different suites are refused.
+
+    Examples:
+
+      memcomp merge results/paper-accuracy/20261201-0900 results/paper-accuracy/20261201-1000 --out results/paper-accuracy/merged
+    """
+    from memcomp.exec.merge import merge_results, report_lines
+
+    for line in report_lines(merge_results(folders, out)):
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 @app.command("list")

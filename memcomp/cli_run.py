@@ -123,6 +123,8 @@ def run_suite_command(
     memory_limit: float | None = None,
     isolation: str = "process",
     threads: int | None = None,
+    executor_overrides: dict | None = None,
+    wait: bool = True,
 ) -> int:
     """Validate, preflight, expand, run; returns the exit code.
 
@@ -161,13 +163,23 @@ def run_suite_command(
         cells = filter_cells(cells, only)
         if not cells:
             raise InputError(f"--only {only!r} matches no cell of {suite_path}")
+    from memcomp.exec.executor_options import cluster_device, parse_gpus, resolve_executor
+
+    overrides = dict(executor_overrides or {})
+    if isinstance(overrides.get("gpus"), str):
+        try:
+            overrides["gpus"] = parse_gpus(overrides["gpus"])
+        except ValueError as e:
+            raise InputError(str(e)) from None
+    executor = resolve_executor(suite, overrides)
+    remote_device = cluster_device(executor.kind, device_opt or suite.device)
     plan = preflight(
-        suite, cells, device=device_opt, out=out, resume=resume, jobs=jobs,
-        isolation=isolation, memory_limit_mb=memory_limit,
+        suite, cells, device="cpu" if remote_device else device_opt, out=out, resume=resume,
+        jobs=jobs, isolation=isolation, memory_limit_mb=memory_limit,
     )  # fmt: skip
     if isolation == "process":
         clear_data_cache()  # cells load their data in their own processes
-    device = plan.device
+    device = remote_device or plan.device
     done: set[str] = set()
     if plan.resume_dir is not None:
         results = ResultsDir(plan.resume_dir)
@@ -179,8 +191,9 @@ def run_suite_command(
             console.print(f"{len(done)} cells already done in {plan.resume_dir}")
         return 0
     options = RunOptions(
-        isolation=isolation, jobs=jobs, memory_limit_mb=memory_limit, threads=threads
-    )
+        isolation=isolation, jobs=jobs, memory_limit_mb=memory_limit, threads=threads,
+        executor=executor,
+    )  # fmt: skip
     info = manifest(suite.name, suite.source_text, device, all_cells, options)
     if plan.resume_dir is None:
         results = new_results_dir(out, suite.name)
@@ -207,6 +220,8 @@ def run_suite_command(
     console.print(f"running {len(todo)} cells of suite [bold]{suite.name}[/] on {device} "
                   f"({isolation}) -> {results.path}")  # fmt: skip
     extra = [f"--device={device_opt}"] if device_opt else []
+    extra += [f"--executor={executor.kind}"] if executor.kind != "local" else []
+    extra += [f"--ray-address={executor.ray.address}"] if executor.kind == "ray" else []
     extra += [f"--only={only}"] if only else []
     how = resume_command(suite_path, results.path, extra)
     try:

@@ -194,6 +194,7 @@ class RunOptions:
     memory_limit_mb: float | None = None
     memory_source: str = "auto"
     threads: int | None = None
+    executor: Any = None  # memcomp.exec.executor_options.ExecutorOptions (None: local)
 
     def cell_threads(self) -> int | None:
         """Torch CPU threads per cell: ``threads``, else the cores shared among ``jobs`` cells
@@ -211,6 +212,7 @@ class RunOptions:
             "memory_limit_mb": self.memory_limit_mb,
             "memory_source": self.memory_source,
             "threads": self.threads,
+            "executor": self.executor.model_dump() if self.executor is not None else None,
         }
 
 
@@ -278,7 +280,12 @@ def run_cells(
 
     with sigterm_as_interrupt():
         try:
-            if opts.isolation == "inline":
+            kind = opts.executor.kind if opts.executor is not None else "local"
+            if kind == "ray":
+                from memcomp.exec.ray_executor import run_ray_cells
+
+                run_ray_cells(cells, device, progress, opts, results, record)
+            elif opts.isolation == "inline":
                 _run_inline(cells, device, progress, opts, results, record)
             else:
                 _run_processes(cells, device, progress, opts, results, record)

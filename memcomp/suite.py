@@ -331,6 +331,7 @@ class _SuiteTop(Strict):
     learners: NonEmpty | None = None
     parts: NonEmpty | None = None
     budgets: list[dict[str, Any]] | None = None
+    executor: dict[str, Any] | None = None  # checked by memcomp.exec.executor_options
 
 
 class _PartTop(Strict):
@@ -394,6 +395,7 @@ class Suite:
     test: TestConfig
     learners: list[dict[str, Any]]
     budgets: list[dict[str, Any]] | None = None
+    executor: dict[str, Any] | None = None
     source_path: Path | None = None
     source_text: str = ""
     lines: Lines = field(default_factory=dict, repr=False, compare=False)
@@ -666,6 +668,7 @@ def _build(
         test=configs["test"],
         learners=used["learners"],
         budgets=top.budgets,
+        executor=top.executor,
         source_path=path,
         source_text=text,
         lines=lines,
@@ -894,6 +897,7 @@ def suite_json_schema() -> dict[str, Any]:
             "seeds": {**seeds, "default": [0]},
             "parts": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Part"}},
             "budgets": {"type": "array", "items": {"type": "object"}},
+            "executor": {"type": "object"},
         },
         "$defs": defs,
     }

@@ -96,7 +96,6 @@ def run_ray(
     """Run ``cells`` (child ``requests``, one per cell) as Ray tasks; ``record(i, outcome, log)``
     is called in the driver as each finishes. Ctrl-C cancels what is in flight and re-raises."""
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     started_here = not ray.is_initialized()
     if started_here:
@@ -104,12 +103,7 @@ def run_ray(
             address=settings.address, logging_level="ERROR", log_to_driver=False,
             runtime_env=settings.runtime_env or None,
         )  # fmt: skip
-    here = ray.get_runtime_context().get_node_id()
-    board = (
-        ray.remote(_Board)
-        .options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True))
-        .remote()
-    )
+    board = _new_board()
     gpu = device.type == "cuda"
     task = ray.remote(_cell_task).options(
         num_cpus=0 if gpu else settings.cpus_per_cell, num_gpus=1 if gpu else 0, max_retries=0
@@ -134,7 +128,10 @@ def run_ray(
             submit(i)
         while inflight:
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
-            _forward(ray.get(board.take.remote()), cells, nodes, progress)
+            try:
+                _forward(ray.get(board.take.remote(), timeout=30), cells, nodes, progress)
+            except Exception:  # noqa: BLE001 - the board's node died: progress only is lost
+                board = _new_board()
             for ref in ready:
                 i = inflight.pop(ref)
                 try:
@@ -163,6 +160,16 @@ def run_ray(
             ray.shutdown()
 
 
+def _new_board() -> Any:
+    """The progress board, on the head node (which outlives worker nodes) when there is one."""
+    import ray
+
+    head = "node:__internal_head__"
+    on_head = any(n.get("Alive") and head in n.get("Resources", {}) for n in ray.nodes())
+    resources = {head: 0.001} if on_head else {}
+    return ray.remote(_Board).options(num_cpus=0, resources=resources).remote()
+
+
 def _forward(
     events: list[tuple[int, dict[str, Any]]], cells: Sequence[Any], nodes: dict[int, str],
     progress: Any,
@@ -177,3 +184,30 @@ def _forward(
             progress.cell_started(cells[i], int(ev["iterations"]))
         elif kind == "iter":
             progress.cell_iteration(cells[i], int(ev["it"]), ev.get("val"))
+
+
+def run_ray_cells(
+    cells: Sequence[Any],
+    device: Any,
+    progress: Any,
+    opts: Any,
+    results: Any,
+    record: Callable[..., None],
+) -> None:
+    """The Ray scheduler with the local schedulers' signature (``opts``: RunOptions)."""
+    from memcomp.isolation import cell_to_json, plugin_names
+
+    ray_opts = opts.executor.ray
+    settings = RaySettings(
+        ray_opts.address, ray_opts.max_retries, ray_opts.cpus_per_cell, ray_opts.runtime_env
+    )
+    base = {
+        "device": "cuda" if device.type == "cuda" else "cpu",
+        "memory_limit_mb": opts.memory_limit_mb,
+        "memory_source": opts.memory_source,
+        "plugins": plugin_names(),
+        "threads": opts.threads or max(1, int(ray_opts.cpus_per_cell)),
+        "checkpoint": None,  # no shared filesystem: a re-run cell starts over
+    }
+    requests = [{**base, "cell": cell_to_json(c)} for c in cells]
+    run_ray(cells, device, requests, record, settings, progress)

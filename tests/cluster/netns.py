@@ -37,9 +37,17 @@ def netns_problem() -> str | None:
     return None
 
 
-def netns_command(argv: list[str]) -> list[str]:
-    """``argv`` run inside a new private network namespace with loopback up."""
-    return ["unshare", "-n", "--", "sh", "-c", SETUP, "sh", *argv]
+def netns_command(argv: list[str], private_dirs: tuple[str, ...] = ()) -> list[str]:
+    """``argv`` run inside a new private network namespace with loopback up.
+
+    ``private_dirs`` (e.g. munge's ``/run/munge``) get an empty tmpfs in a private mount
+    namespace too, so that sockets kept there cannot meet the host's daemons.
+    """
+    if not private_dirs:
+        return ["unshare", "-n", "--", "sh", "-c", SETUP, "sh", *argv]
+    mounts = " && ".join(f"mkdir -p {d} && mount -t tmpfs tmpfs {d}" for d in private_dirs)
+    return ["unshare", "-n", "-m", "--propagation", "private", "--", "sh", "-c",
+            f"{mounts} && {SETUP}", "sh", *argv]  # fmt: skip
 
 
 def network_interfaces() -> list[str]:
