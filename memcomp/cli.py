@@ -265,7 +265,7 @@ def merge(
 
     Examples:
 
-      memcomp merge results/paper-accuracy/20261201-0900 results/paper-accuracy/20261201-1000 --out results/paper-accuracy/merged
+      memcomp merge results/s/20261201-0900 results/s/20261201-1000 --out results/s/merged
     """
     from memcomp.exec.merge import merge_results, report_lines
 

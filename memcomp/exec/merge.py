@@ -61,8 +61,10 @@ def merge_results(sources: Sequence[Path], out: Path) -> MergeReport:
     manifests = [f.manifest() for f in folders]
     suites = {str(m.get("suite")) for m in manifests}
     if len(suites) > 1:
-        found = ", ".join(f"{f.path} ({m.get('suite')!r})" for f, m in zip(folders, manifests))
-        raise InputError(f"merge: folders hold different suites: {found}; merge one suite at a time")
+        found = ", ".join(
+            f"{f.path} ({m.get('suite')!r})" for f, m in zip(folders, manifests, strict=True)
+        )
+        raise InputError(f"merge: folders hold different suites: {found}; merge one at a time")
     report = MergeReport(out, 0)
     if len({m.get("suite_text", "") for m in manifests}) > 1:
         report.notes.append("the folders' suite files differ: cells are matched by id (config)")
@@ -75,7 +77,8 @@ def merge_results(sources: Sequence[Path], out: Path) -> MergeReport:
             if cid in chosen:
                 j, old = chosen[cid]
                 keep_new = _rank(row) > _rank(old)
-                report.duplicates.append(_duplicate_line(cid, folders, (j, old), (k, row), keep_new))
+                line = _duplicate_line(cid, folders, (j, old), (k, row), keep_new)
+                report.duplicates.append(line)
                 if not keep_new:
                     continue
             chosen[cid] = (k, row)
@@ -149,18 +152,29 @@ def _manifest(
     for m in manifests:
         cells.update(m.get("cells", {}))
         resumes += m.get("resumes", [])
-    keys = ("started_at", "memcomp_version", "torch_version", "device", "device_name",
-            "platform", "git_commit", "options")  # fmt: skip
+    keys = (
+        "started_at",
+        "memcomp_version",
+        "torch_version",
+        "device",
+        "device_name",
+        "platform",
+        "git_commit",
+        "options",
+    )
     return {
         **first,
         "cells": cells,
         "resumes": resumes,
         "merged_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "merged_from": [
-            {"path": str(f.path), "rows_kept": len(by_source.get(k, ())),
-             **{key: m.get(key) for key in keys}}
-            for k, (f, m) in enumerate(zip(folders, manifests))
-        ],  # fmt: skip
+            {
+                "path": str(f.path),
+                "rows_kept": len(by_source.get(k, ())),
+                **{key: m.get(key) for key in keys},
+            }
+            for k, (f, m) in enumerate(zip(folders, manifests, strict=True))
+        ],
     }
 
 
@@ -170,4 +184,3 @@ def report_lines(report: MergeReport) -> list[str]:
     lines += [f"note: {n}" for n in report.notes]
     lines += [f"duplicate: {d}" for d in report.duplicates]
     return lines
-

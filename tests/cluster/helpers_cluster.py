@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from netns import netns_command, netns_problem
 
 HERE = Path(__file__).parent
@@ -46,8 +45,14 @@ def tiny_suite(path: Path, name: str = "cluster-tiny", seeds: int = 4, **train: 
         "datasets": [{"name": "fake-tiny"}],
         "settings": [{"ways": 3, "shots": 1, "queries": 2}],
         "backbones": [{"name": "conv4", "hidden": 4}],
-        "train": {"iterations": 6, "meta_batch": 2, "eval_every": 2, "val_episodes": 3,
-                  "lr": 0.01, **train},  # fmt: skip
+        "train": {
+            "iterations": 6,
+            "meta_batch": 2,
+            "eval_every": 2,
+            "val_episodes": 3,
+            "lr": 0.01,
+            **train,
+        },  # fmt: skip
         "test": {"episodes": 5},
         "learners": [{"name": "fake-slow", "step_sleep": 0.4}],
     }
@@ -62,7 +67,8 @@ def run_scenario(script: str, args: list[str], env: dict[str, str], timeout: flo
         env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO,
     )  # fmt: skip
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("SCENARIO ")]
-    assert proc.returncode == 0 and lines, f"scenario failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    tails = f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0 and lines, f"scenario failed:\n{tails}"
     return json.loads(lines[-1][len("SCENARIO ") :])
 
 

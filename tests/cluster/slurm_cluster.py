@@ -72,8 +72,14 @@ StorageLoc=slurm_acct_db
 PidFile={d}/slurmdbd.pid
 LogFile={d}/slurmdbd.log
 """
-PACKAGES = {"munged": "munge", "slurmctld": "slurmctld", "slurmd": "slurmd",
-            "slurmdbd": "slurmdbd", "mariadbd": "mariadb-server", "sbatch": "slurm-client"}  # fmt: skip
+PACKAGES = {
+    "munged": "munge",
+    "slurmctld": "slurmctld",
+    "slurmd": "slurmd",
+    "slurmdbd": "slurmdbd",
+    "mariadbd": "mariadb-server",
+    "sbatch": "slurm-client",
+}
 
 
 def slurm_missing() -> str | None:
@@ -123,8 +129,9 @@ class SlurmCluster:
                     tail = (self.root / f"{name}.out").read_text(errors="replace")[-1500:]
                     raise RuntimeError(f"{name} exited ({proc.returncode}):\n{tail}")
             try:
-                out = subprocess.run(probe, env=self.env, capture_output=True, text=True,
-                                     timeout=10)  # fmt: skip
+                out = subprocess.run(
+                    probe, env=self.env, capture_output=True, text=True, timeout=10
+                )
                 last = out.stdout + out.stderr
                 if out.returncode == 0 and ok in out.stdout:
                     return
@@ -152,24 +159,61 @@ def slurm_cluster(cpus: int | None = None) -> Iterator[SlurmCluster]:
     d.chmod(0o755)  # munged (user munge) keeps its seed and log below
     try:
         if not _private_tmpfs(MUNGE_RUN):
-            raise RuntimeError(f"{MUNGE_RUN} is not a private tmpfs: use netns_command(..., "
-                               f"private_dirs=('{MUNGE_RUN}',)) so munge's socket stays ours")  # fmt: skip
+            raise RuntimeError(
+                f"{MUNGE_RUN} is not a private tmpfs: use netns_command(..., "
+                f"private_dirs=('{MUNGE_RUN}',)) so munge's socket stays ours"
+            )
         os.chown(MUNGE_RUN, munge.pw_uid, munge.pw_gid)
         os.chown(d / "munge", munge.pw_uid, munge.pw_gid)
-        cluster.start("munged", ["runuser", "-u", "munge", "--", "munged", "-F",
-                                 f"--seed-file={d}/munge/seed", f"--log-file={d}/munge/log"])  # fmt: skip
+        cluster.start(
+            "munged",
+            [
+                "runuser",
+                "-u",
+                "munge",
+                "--",
+                "munged",
+                "-F",
+                f"--seed-file={d}/munge/seed",
+                f"--log-file={d}/munge/log",
+            ],
+        )
         cluster.wait_for("munged", ["munge", "-n"])
-        cluster.run(["mariadb-install-db", f"--datadir={d}/db", "--user=root",
-                     "--auth-root-authentication-method=socket", "--skip-test-db"], timeout=120)  # fmt: skip
+        cluster.run(
+            [
+                "mariadb-install-db",
+                f"--datadir={d}/db",
+                "--user=root",
+                "--auth-root-authentication-method=socket",
+                "--skip-test-db",
+            ],
+            timeout=120,
+        )
         sock = f"{d}/mysql.sock"
-        cluster.start("mariadbd", ["mariadbd", "--user=root", f"--datadir={d}/db",
-                                   f"--socket={sock}", "--bind-address=127.0.0.1", "--port=3306",
-                                   "--skip-name-resolve", f"--pid-file={d}/mariadb.pid",
-                                   "--innodb-buffer-pool-size=32M"])  # fmt: skip
+        cluster.start(
+            "mariadbd",
+            [
+                "mariadbd",
+                "--user=root",
+                f"--datadir={d}/db",
+                f"--socket={sock}",
+                "--bind-address=127.0.0.1",
+                "--port=3306",
+                "--skip-name-resolve",
+                f"--pid-file={d}/mariadb.pid",
+                "--innodb-buffer-pool-size=32M",
+            ],
+        )
         cluster.wait_for("MariaDB", ["mariadb", f"--socket={sock}", "-e", "select 1"])
-        cluster.run(["mariadb", f"--socket={sock}", "-e",
-                     "CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm';"
-                     "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"])  # fmt: skip
+        cluster.run(
+            [
+                "mariadb",
+                f"--socket={sock}",
+                "-e",
+                "CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm';"
+                "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';",
+            ]
+        )
         cluster.start("slurmdbd", ["slurmdbd", "-D"])  # reads slurmdbd.conf beside SLURM_CONF
         cluster.wait_for("slurmdbd", ["sacctmgr", "-n", "list", "cluster"])
         cluster.run(["sacctmgr", "-i", "add", "cluster", CLUSTER])

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from helpers_cluster import local_run, require, run_scenario, cluster_env, tiny_suite
+from helpers_cluster import cluster_env, local_run, require, run_scenario, tiny_suite
 
 pytestmark = pytest.mark.cluster
 SAME = ["cell_id", "status", "test_acc", "test_ci95", "best_val_acc", "final_val_acc"]
