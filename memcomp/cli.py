@@ -170,7 +170,7 @@ def run(
         None, "--slurm-array-parallelism", min=1, help="slurm: cells of an array running at once."
     ),
     wait: bool = typer.Option(
-        True, "--wait/--no-wait", help="slurm: wait for the jobs (no-wait: `memcomp status` later)."
+        None, "--wait/--no-wait", help="slurm: wait for the jobs (no-wait: `memcomp status` later)."
     ),
 ) -> None:
     """Expand a suite into cells, meta-train each, and write results.
@@ -199,13 +199,13 @@ def run(
         "kind": executor, "gpus": gpus, "cells_per_gpu": cells_per_gpu,
         "ray.address": ray_address, "ray.max_retries": ray_max_retries,
         "slurm.partition": slurm_partition, "slurm.time_min": slurm_time,
-        "slurm.array_parallelism": slurm_array_parallelism,
+        "slurm.array_parallelism": slurm_array_parallelism, "slurm.wait": wait,
     }  # fmt: skip
 
     code = run_suite_command(
         suite, out, device, only, dry_run, console,
         resume=resume, jobs=jobs, memory_limit=memory_limit, isolation=isolation,
-        threads=threads, executor_overrides=overrides, wait=wait,
+        threads=threads, executor_overrides=overrides,
     )  # fmt: skip
     raise typer.Exit(code)
 
@@ -271,6 +271,36 @@ def merge(
 
     for line in report_lines(merge_results(folders, out)):
         console.print(line, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@handle_errors
+def status(
+    results: Path = typer.Argument(..., help="A results folder written by `memcomp run`."),
+) -> None:
+    """Show how far a run is: cells done, failed, running, queued (SLURM jobs included).
+
+    Examples:
+
+      memcomp status results/paper-accuracy/20261201-0900
+    """
+    from collections import Counter
+
+    from memcomp.exec.slurm_executor import folder_status
+
+    path = results if (results / "manifest.json").exists() else resolve_results_dir(results)
+    cells = folder_status(path)
+    counts = Counter(c["state"] for c in cells)
+    table = Table(title=f"{path}: {len(cells)} cells")
+    for col in ("cell id", "label", "state", "SLURM job"):
+        table.add_column(col, overflow="fold")
+    for c in cells:
+        if c["state"] != "ok":
+            table.add_row(c["cell_id"], c["label"], c["state"], c["job"])
+    if table.row_count:
+        console.print(table)
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    console.print(f"{len(cells)} cells: {summary}", highlight=False)
 
 
 @app.command("list")

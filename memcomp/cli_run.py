@@ -124,7 +124,6 @@ def run_suite_command(
     isolation: str = "process",
     threads: int | None = None,
     executor_overrides: dict | None = None,
-    wait: bool = True,
 ) -> int:
     """Validate, preflight, expand, run; returns the exit code.
 
@@ -172,6 +171,13 @@ def run_suite_command(
         except ValueError as e:
             raise InputError(str(e)) from None
     executor = resolve_executor(suite, overrides)
+    if executor.kind in ("ray", "slurm"):
+        from memcomp.exec.ray_executor import ray_missing
+        from memcomp.exec.slurm_executor import slurm_missing
+
+        why = ray_missing() if executor.kind == "ray" else slurm_missing()
+        if why:
+            raise InputError(why)
     remote_device = cluster_device(executor.kind, device_opt or suite.device)
     plan = preflight(
         suite, cells, device="cpu" if remote_device else device_opt, out=out, resume=resume,
@@ -241,6 +247,10 @@ def run_suite_command(
             highlight=False,
         )
         return EXIT_INTERRUPTED
+    if executor.kind == "slurm" and not executor.slurm.wait:
+        console.print(f"submitted {len(todo)} cells as SLURM jobs; they write into {results.path}"
+                      f"\nfollow with: memcomp status {results.path}", highlight=False)  # fmt: skip
+        return 0
     console.print(summary_table(outcomes))
     failed = [o for o in outcomes if not o.ok]
     console.print(f"results: {results.path}")

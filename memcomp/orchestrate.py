@@ -285,6 +285,10 @@ def run_cells(
                 from memcomp.exec.ray_executor import run_ray_cells
 
                 run_ray_cells(cells, device, progress, opts, results, record)
+            elif kind == "slurm":
+                from memcomp.exec.slurm_executor import run_slurm_cells
+
+                run_slurm_cells(cells, device, progress, opts, results, record)
             elif opts.isolation == "inline":
                 _run_inline(cells, device, progress, opts, results, record)
             else:

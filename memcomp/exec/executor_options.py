@@ -53,6 +53,7 @@ class SlurmOptions(SlurmResources):
 
     array_parallelism: int = Field(16, ge=1, description="cells of one array running at once")
     max_requeues: int = Field(3, ge=0, description="requeues after preemption or timeout")
+    wait: bool = Field(True, description="follow the jobs (False: return after submission)")
     learners: dict[str, SlurmResources] = Field(default_factory=dict)
 
     def resources_for(self, learner: str) -> dict[str, Any]:

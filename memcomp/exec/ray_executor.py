@@ -152,12 +152,23 @@ def run_ray(
                 nodes[i] = result.get("node", nodes.get(i, ""))
                 record(i, outcome_from_result(cells[i], result, device, extra(i)), result["log"])
     except BaseException:
-        for ref in inflight:
-            ray.cancel(ref, force=True)
+        _cancel(list(inflight))
         raise
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _cancel(refs: list[Any]) -> None:
+    """Cancel tasks: first politely (the task kills its cell child), then by killing workers."""
+    import ray
+
+    for ref in refs:
+        ray.cancel(ref)
+    ray.wait(refs, num_returns=len(refs), timeout=3.0)
+    for ref in refs:
+        ray.cancel(ref, force=True)
+    ray.wait(refs, num_returns=len(refs), timeout=3.0)
 
 
 def _new_board() -> Any:

@@ -47,6 +47,7 @@ def tiny_suite(path: Path, name: str = "cluster-tiny", seeds: int = 4, **train: 
         "backbones": [{"name": "conv4", "hidden": 4}],
         "train": {
             "iterations": 6,
+            "checkpoint_every": 2,
             "meta_batch": 2,
             "eval_every": 2,
             "val_episodes": 3,
@@ -60,10 +61,12 @@ def tiny_suite(path: Path, name: str = "cluster-tiny", seeds: int = 4, **train: 
     return path
 
 
-def run_scenario(script: str, args: list[str], env: dict[str, str], timeout: float) -> dict:
+def run_scenario(
+    script: str, args: list[str], env: dict[str, str], timeout: float, private_dirs=()
+) -> dict:
     """Run ``script`` in a new private network namespace; its ``SCENARIO {json}`` line."""
     proc = subprocess.run(
-        netns_command([sys.executable, str(HERE / script), *args]),
+        netns_command([sys.executable, str(HERE / script), *args], tuple(private_dirs)),
         env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO,
     )  # fmt: skip
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("SCENARIO ")]

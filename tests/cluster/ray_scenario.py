@@ -60,10 +60,10 @@ def run_interrupt(suite: Path, out: Path, env: dict[str, str]) -> dict:
     proc.send_signal(signal.SIGINT)
     text, _ = proc.communicate(timeout=120)
     t0 = time.monotonic()
-    lingering = True
+    lingering: list[str] = []
     while time.monotonic() - t0 < 20:
         # only this namespace's processes: /proc also shows other users' memcomp runs
-        lingering = any(MARKER in cmdline(p) for p in namespace_pids())
+        lingering = [cmdline(p)[:200] for p in namespace_pids() if MARKER in cmdline(p)]
         if not lingering:
             break
         time.sleep(0.5)

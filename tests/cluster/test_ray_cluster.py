@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers_cluster import cluster_env, local_run, require, run_scenario, tiny_suite
+from helpers_cluster import cluster_env, require, run_scenario
 
 pytestmark = pytest.mark.cluster
 SAME = ["cell_id", "status", "test_acc", "test_ci95", "best_val_acc", "final_val_acc"]
@@ -19,11 +19,11 @@ def _runs(folder: Path) -> pd.DataFrame:
     return pd.read_csv(folder / "runs.csv").sort_values("cell_id").reset_index(drop=True)
 
 
-def test_ray_cluster_kill_interrupt_resume(tmp_path: Path) -> None:
+def test_ray_cluster_kill_interrupt_resume(tmp_path: Path, reference: tuple[Path, Path]) -> None:
     require("ray")
     env = cluster_env(MEMCOMP_CACHE=str(tmp_path / "cache"))
-    suite = tiny_suite(tmp_path / "suite.yaml")
-    ref = _runs(local_run(suite, tmp_path / "local", env))
+    suite, ref_folder = reference
+    ref = _runs(ref_folder)
     report = run_scenario("ray_scenario.py", [str(suite), str(tmp_path / "ray")], env, 600)
 
     kill = report["kill"]
@@ -46,7 +46,9 @@ def test_ray_cluster_kill_interrupt_resume(tmp_path: Path) -> None:
 
     stop = report["interrupt"]
     assert stop["rc"] == 130 and "resume with:" in stop["output"], stop["output"]
-    assert not stop["cells_left_running"], "Ctrl-C left cell processes running on the cluster"
+    assert not stop["cells_left_running"], (
+        f"Ctrl-C left cells running: {stop['cells_left_running']}"
+    )
     assert stop["resume_rc"] == 0, stop["resume_output"]
     resumed = _runs(Path(stop["folder"]))
     pd.testing.assert_frame_equal(resumed[SAME], ref[SAME])
