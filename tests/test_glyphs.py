@@ -252,6 +252,17 @@ def test_shapes_labels_and_manifest(glyphs):
     assert 0.03 < glyphs.mean[0] < 0.3 and glyphs.std[0] > 0.1
 
 
+def test_declared_supply_matches_the_build(glyphs):
+    """The torch-free declaration (memcomp.data.params.GLYPH_CLASSES) that `validate` uses."""
+    supply = g.GlyphsParams().supply()
+    assert supply.classes == glyphs.manifest["n_classes"]
+    assert supply.per_class == 20 and (supply.channels, supply.image_size) == (1, 28)
+    groups = gf.lookalike_groups(
+        {c: r for c, r in gf.check_renders(gf.open_fonts("bundled")).items() if len(r) >= 12}
+    )
+    assert sum(g.GlyphsParams(min_fonts=12).supply().classes.values()) == len(groups)
+
+
 def test_splits_are_disjoint_and_lookalikes_merged(glyphs):
     names = {s: glyphs.split(s).class_names for s in SPLITS}
     letters = {s: {ch for n in names[s] for ch in n.split("/")} for s in SPLITS}
