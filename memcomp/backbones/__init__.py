@@ -5,7 +5,9 @@ integer attribute ``feat_dim``. BatchNorm uses per-task batch statistics (transd
 MAML-style setting): a forward pass over one task's images normalises with that task's statistics.
 
 Importing this package does not import torch: built-ins are registered lazily with torch-free
-params models (:mod:`memcomp.backbones.params`).
+params models (:mod:`memcomp.backbones.params`). A plugin's params may subclass
+:class:`BackboneParams` and override ``min_image_size`` (or ``input_problem``) so that
+:func:`backbone_input_problem` can refuse image sizes before anything is built.
 """
 
 from __future__ import annotations

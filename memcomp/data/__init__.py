@@ -6,6 +6,10 @@ A loader is registered with ``@DATASETS.register(name, summary, ParamsModel)`` a
 Importing this package does not import torch: the built-in loaders are registered lazily
 (``"module:attr"``) with torch-free params models (:mod:`memcomp.data.params`); the data classes
 (``FewShotDataset``, ``EpisodeSampler``, ...) are imported on first access.
+
+A dataset's params model may override :meth:`DatasetParams.supply` to declare, without loading,
+the most it can supply; :func:`dataset_supply` and :func:`setting_problems` turn that into
+``validate`` problems.
 """
 
 from __future__ import annotations
