@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from helpers_cluster import cluster_env, require, run_scenario
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 SAME = ["cell_id", "status", "test_acc", "test_ci95", "best_val_acc", "final_val_acc"]
 
 

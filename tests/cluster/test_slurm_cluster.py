@@ -13,7 +13,7 @@ import pytest
 from helpers_cluster import cluster_env, require, run_scenario
 from slurm_cluster import MUNGE_RUN, slurm_missing
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 SAME = ["cell_id", "status", "test_acc", "test_ci95", "best_val_acc", "final_val_acc"]
 
 
