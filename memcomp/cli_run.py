@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -105,6 +106,30 @@ def summary_table(outcomes: list[CellOutcome]) -> Table:
     return t
 
 
+def local_gpu_slots(
+    executor: Any, device: Any, isolation: str, jobs: int, suite: Any, overrides: dict
+) -> Any:
+    """GPU pinning for a local CUDA run in processes (None otherwise); ``--jobs N`` without
+    ``--gpus`` keeps its meaning: N cells at once on the first GPU (rows say it is shared)."""
+    from memcomp.errors import InputError
+    from memcomp.exec.gpus import gpu_problem, gpu_slots, visible_gpus
+
+    explicit = overrides.get("gpus") is not None or "gpus" in (suite.executor or {})
+    if executor.kind != "local":
+        return None
+    if device.type != "cuda" or isolation != "process":
+        if explicit:
+            raise InputError("--gpus: needs --device cuda and process isolation")
+        return None
+    visible = visible_gpus()
+    why = gpu_problem(executor.gpus, visible)
+    if why:
+        raise InputError(f"--gpus: {why}")
+    if jobs > 1 and not explicit:
+        return gpu_slots([0], max(jobs, executor.cells_per_gpu), visible)
+    return gpu_slots(executor.gpus, executor.cells_per_gpu, visible)
+
+
 def resume_command(suite_path: Path, results: Path, extra: Sequence[str] = ()) -> str:
     """The command line that resumes ``results``."""
     args = ["memcomp", "run", str(suite_path), "--resume", str(results), *extra]
@@ -198,7 +223,8 @@ def run_suite_command(
         return 0
     options = RunOptions(
         isolation=isolation, jobs=jobs, memory_limit_mb=memory_limit, threads=threads,
-        executor=executor,
+        executor=executor, gpu_slots=local_gpu_slots(executor, device, isolation, jobs, suite,
+                                                     overrides),
     )  # fmt: skip
     info = manifest(suite.name, suite.source_text, device, all_cells, options)
     if plan.resume_dir is None:

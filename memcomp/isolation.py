@@ -212,15 +212,17 @@ def start_child(
     cell: Cell,
     request: dict[str, Any],
     events: Queue[tuple[int, str, Any]],
+    env: dict[str, str] | None = None,
 ) -> ChildCell:
     """Start a child for ``cell``; its messages arrive on ``events`` as ``(index, kind, data)``
-    with kind ``msg`` (a decoded JSON line) and finally ``eof``."""
+    with kind ``msg`` (a decoded JSON line) and finally ``eof``. ``env`` is added to the child's
+    environment (e.g. ``CUDA_VISIBLE_DEVICES``)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "memcomp.isolation"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=child_env(),
+        env={**child_env(), **(env or {})},
     )
     child = ChildCell(index, cell, proc)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None

@@ -195,14 +195,19 @@ class RunOptions:
     memory_source: str = "auto"
     threads: int | None = None
     executor: Any = None  # memcomp.exec.executor_options.ExecutorOptions (None: local)
+    gpu_slots: Any = None  # memcomp.exec.gpus.GpuSlots: pin each child to one GPU
+
+    def slots(self) -> int:
+        """Cells at once: one per GPU slot when pinning, else ``jobs``."""
+        return self.gpu_slots.capacity if self.gpu_slots is not None else max(1, self.jobs)
 
     def cell_threads(self) -> int | None:
         """Torch CPU threads per cell: ``threads``, else the cores shared among ``jobs`` cells
         (None: torch's default) so that parallel cells do not oversubscribe the CPU."""
         if self.threads is not None:
             return self.threads
-        if self.jobs > 1:
-            return max(1, (os.cpu_count() or 1) // self.jobs)
+        if self.slots() > 1:
+            return max(1, (os.cpu_count() or 1) // self.slots())
         return None
 
     def as_dict(self) -> dict[str, Any]:
@@ -213,6 +218,8 @@ class RunOptions:
             "memory_source": self.memory_source,
             "threads": self.threads,
             "executor": self.executor.model_dump() if self.executor is not None else None,
+            "gpus": self.gpu_slots.gpus if self.gpu_slots is not None else None,
+            "cells_per_gpu": self.gpu_slots.per_gpu if self.gpu_slots is not None else None,
         }
 
 
@@ -357,13 +364,18 @@ def _run_processes(
         "plugins": plugin_names(),
         "threads": opts.cell_threads(),
     }
+    slots, gpu_of = opts.gpu_slots, {}
     try:
         while pending or running:
-            while pending and len(running) < max(1, opts.jobs):
+            while pending and len(running) < opts.slots():
                 i = pending.pop()
                 ckpt = checkpoint_path(results, cells[i])
                 request = {**base, "checkpoint": str(ckpt) if ckpt else None}
-                running[i] = start_child(i, cells[i], request, events)
+                env = None
+                if slots is not None:
+                    gpu_of[i] = slots.acquire()
+                    env = slots.env(gpu_of[i])
+                running[i] = start_child(i, cells[i], request, events, env)
             try:
                 i, kind, data = events.get(timeout=1.0)
             except Empty:
@@ -376,7 +388,11 @@ def _run_processes(
                 continue
             code = finish_child(child)
             del running[i]
-            record(i, _child_outcome(child, code, device), child.stderr_text())
+            outcome = _child_outcome(child, code, device)
+            if slots is not None:
+                slots.release(gpu_of[i])
+                outcome.row.update(slots.columns(gpu_of.pop(i)))
+            record(i, outcome, child.stderr_text())
     except BaseException:
         stop_children(list(running.values()))
         raise
