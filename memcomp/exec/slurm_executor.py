@@ -28,6 +28,9 @@ from typing import Any
 from memcomp.exec.remote import failed_outcome, outcome_from_result
 
 JOBS_FILE = "slurm_jobs.json"
+# Neither accounting nor the controller knows the job: e.g. an array task cancelled before it
+# started leaves no record at all.
+VANISHED = "VANISHED"
 LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING",
                "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED"}  # fmt: skip
 
@@ -124,6 +127,16 @@ def job_states(job_ids: Sequence[str]) -> dict[str, str]:
     for line in out.stdout.splitlines():
         jid, _, state = line.partition("|")
         states[jid.strip()] = state.split()[0] if state.strip() else "UNKNOWN"
+    for jid in set(job_ids) - set(states):  # not (yet) in accounting: ask the controller
+        try:
+            ctl = subprocess.run(["scontrol", "-o", "show", "job", jid], capture_output=True,
+                                 text=True, timeout=30)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if "JobState=" in ctl.stdout:
+            states[jid] = ctl.stdout.split("JobState=")[1].split()[0]
+        elif ctl.returncode != 0 and "not found" in ctl.stderr + ctl.stdout:
+            states[jid] = VANISHED
     return states
 
 
@@ -203,13 +216,18 @@ def _follow(
 ) -> None:  # fmt: skip
     """Wait for the jobs; each finished one is recorded (under the results lock)."""
     started: set[int] = set()
+    gone: dict[int, int] = {}
     pending = dict(jobs)
     while pending:
         states = job_states([str(j.job_id) for j in pending.values()])
         for i, job in list(pending.items()):
             state = states.get(str(job.job_id), "UNKNOWN")
-            if state == "UNKNOWN" and job.paths.result_pickle.exists():
+            if state in ("UNKNOWN", VANISHED) and job.paths.result_pickle.exists():
                 state = "COMPLETED"
+            if state == VANISHED:  # just submitted jobs may be unknown for a moment
+                gone[i] = gone.get(i, 0) + 1
+                if gone[i] < 5:
+                    continue
             if state == "RUNNING" and i not in started and progress is not None:
                 started.add(i)
                 progress.cell_started(cells[i], cells[i].train.iterations)
@@ -240,6 +258,8 @@ def _finished(cell: Any, device: Any, job: Any, state: str, results: Any) -> tup
             episodes = eps[eps["cell_id"].astype(str) == cell.id]["acc"].tolist()
             return CellOutcome(row, curve, episodes), ""
     status = "cancelled" if state.startswith("CANCELLED") else "error"
+    if state == VANISHED:
+        state = "without a record in squeue, sacct or scontrol (cancelled before it started?)"
     extra = {"executor": "slurm", "slurm_job_id": str(job.job_id)}
     outcome = failed_outcome(cell, device, f"SLURM job {job.job_id} ended {state}", extra)
     outcome.row["status"] = status

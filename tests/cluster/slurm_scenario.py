@@ -1,8 +1,8 @@
 """Runs INSIDE a private network (and mount) namespace, see test_slurm_cluster.py: a real
 single-node SLURM with accounting, then ``memcomp run --executor slurm`` on a small suite with a
-concurrency cap of 1 and ``--no-wait``; while it runs, one queued cell's job is cancelled and the
-running first cell is requeued once it has a checkpoint; then ``memcomp status``, ``--resume``
-(waiting) and ``memcomp report``. Prints one JSON line; the test checks the folder.
+concurrency cap of 1 and ``--no-wait``; while it runs, the first cell is requeued once it has a
+checkpoint and the last cell's job is cancelled as soon as it runs; then ``memcomp status``,
+``--resume`` (waiting) and ``memcomp report``. Prints one JSON line; the test checks the folder.
 Usage: python slurm_scenario.py SUITE OUT
 """
 
@@ -38,8 +38,6 @@ def main() -> None:
         jobs = json.loads((folder / "slurm_jobs.json").read_text())
         cells = list(json.loads((folder / "manifest.json").read_text())["cells"])
         first, last = jobs[cells[0]], jobs[cells[-1]]
-        cluster.run(["scancel", last])  # queued behind the cap: cancelled before it runs
-        report["cancelled"] = cells[-1]
         ckpt = folder / "checkpoints" / f"{cells[0]}.pt"
         deadline = time.monotonic() + 240
         while not ckpt.exists() and time.monotonic() < deadline:
@@ -47,11 +45,20 @@ def main() -> None:
         report["checkpoint_seen"] = ckpt.exists()
         cluster.run(["scontrol", "requeue", first])
         report["requeued"] = cells[0]
-        time.sleep(1.0)
-        for _ in range(2):  # a requeued job waits (BeginTime) unless released
-            cluster.run(["scontrol", "update", f"jobid={first}", "StartTime=now"], check=False)
-            time.sleep(1.0)
-        deadline = time.monotonic() + 400
+        deadline = time.monotonic() + 60  # a requeued job waits (BeginTime) unless released
+        while time.monotonic() < deadline:
+            state = cluster.run(["squeue", "-h", "-j", first, "-o", "%T %r"], check=False)
+            if "PENDING" in state and "BeginTime" in state:
+                cluster.run(["scontrol", "update", f"jobid={first}", "StartTime=now"])
+                break
+            time.sleep(0.3)
+        deadline = time.monotonic() + 400  # the last cell, queued behind the cap, starts last
+        while time.monotonic() < deadline:
+            if "RUNNING" in cluster.run(["squeue", "-h", "-j", last, "-o", "%T"], check=False):
+                cluster.run(["scancel", last])  # cancelled while it runs
+                report["cancelled"] = cells[-1]
+                break
+            time.sleep(0.3)
         while cluster.run(["squeue", "-h"]).strip() and time.monotonic() < deadline:
             time.sleep(1.0)
         report["queue_left"] = cluster.run(["squeue", "-h"])
