@@ -211,6 +211,7 @@ def run_suite_command(
     if isolation == "process":
         clear_data_cache()  # cells load their data in their own processes
     device = remote_device or plan.device
+    slots = local_gpu_slots(executor, device, isolation, jobs, suite, overrides)
     done: set[str] = set()
     if plan.resume_dir is not None:
         results = ResultsDir(plan.resume_dir)
@@ -223,8 +224,7 @@ def run_suite_command(
         return 0
     options = RunOptions(
         isolation=isolation, jobs=jobs, memory_limit_mb=memory_limit, threads=threads,
-        executor=executor, gpu_slots=local_gpu_slots(executor, device, isolation, jobs, suite,
-                                                     overrides),
+        executor=executor, gpu_slots=slots,
     )  # fmt: skip
     info = manifest(suite.name, suite.source_text, device, all_cells, options)
     if plan.resume_dir is None:
