@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from memcomp.cells import Cell
+from memcomp.config.cells import Cell
 from memcomp.runner import CellOutcome
 
 EXIT_INTERRUPTED = 130
@@ -62,7 +62,7 @@ class RichProgress:
 
 def _learner_label(row: dict) -> str:
     """Learner name with the parameters that differ from its defaults, e.g. ``maml(K=3)``."""
-    from memcomp.cells import Component
+    from memcomp.config.cells import Component
     from memcomp.cli import short_label
     from memcomp.learners import LEARNERS
 
@@ -151,7 +151,7 @@ def run_suite_command(
     from memcomp.preflight import preflight
     from memcomp.runner import clear_data_cache
     from memcomp.store import ResultsDir
-    from memcomp.suite import expand, filter_cells, load_suite
+    from memcomp.config import expand, filter_cells, load_suite
 
     load_plugins()
     suite = load_suite(suite_path)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from memcomp.cli import app
 from memcomp.preflight import check_device, check_output, preflight
-from memcomp.suite import SuiteError, expand, load_suite, suite_from_dict
+from memcomp.config import SuiteError, expand, load_suite, suite_from_dict
 
 SUITE = """\
 name: pre

@@ -11,7 +11,7 @@ import yaml
 from rich.console import Console
 from torch import nn
 
-from memcomp.check import load_budgets, parse_budgets, rewrite_baselines, run_check
+from memcomp.budgets import load_budgets, parse_budgets, rewrite_baselines, run_check
 from memcomp.errors import InputError
 from memcomp.learners import LEARNERS
 from memcomp.learners.maml import Maml
@@ -313,6 +313,6 @@ def test_budgets_section_of_a_suite(tmp_path):
     assert a.baseline_mb == 3.0 and a.cell.train.meta_batch == 2  # suite defaults apply
     assert a.cell.backbone.params["hidden"] == 8 and b.cell.backbone.params["hidden"] == 4
     assert run_check(path, device="cpu", console=quiet(), measure=fake) == 1  # maml over 5 MB
-    from memcomp.suite import load_suite
+    from memcomp.config import load_suite
 
     assert load_suite(path).budgets[0]["baseline_mb"] == 3.0  # still a valid suite

@@ -12,7 +12,7 @@ from helpers_suite import fake_components, valid_suite
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memcomp.suite import SuiteError, expand, load_suite
+from memcomp.config import SuiteError, expand, load_suite
 
 FILE_LEVEL = ("cannot read file", "YAML", "suite")
 
