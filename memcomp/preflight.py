@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
+from memcomp.config import Problem, Suite, SuiteError
 from memcomp.config.cells import Cell
 from memcomp.orchestrate import ISOLATION_MODES, find_resume_dir, resume_problem
 from memcomp.runner import one_line
-from memcomp.config import Problem, Suite, SuiteError
 
 CLI = "command line"
 

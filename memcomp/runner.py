@@ -1,6 +1,6 @@
 """Run one cell: build data, backbone and learner, meta-train, measure, evaluate.
 
-Data flows one way: a :class:`~memcomp.config.cells.Cell` goes in, a :class:`CellOutcome` (one results
+Data flows one way: a :class:`~memcomp.config.Cell` goes in, a :class:`CellOutcome` (one results
 row, the validation curve and per-episode test accuracies) comes out. Failures inside a cell
 (out-of-memory, divergence, any other error) become a row with that status, not an exception.
 """

@@ -11,7 +11,6 @@ import pytest
 import yaml
 from helpers_suite import DATA, MAML, MRML, fake_components, valid_suite
 
-from memcomp.errors import InputError
 from memcomp.config import (
     Problem,
     SuiteError,
@@ -22,6 +21,7 @@ from memcomp.config import (
     suite_from_dict,
     suite_json_schema,
 )
+from memcomp.errors import InputError
 
 
 @pytest.fixture(autouse=True)

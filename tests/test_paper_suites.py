@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from memcomp.config.cells import Cell, Component
 from memcomp.cli import app
-from memcomp.runner import run_cell
 from memcomp.config import expand, load_suite
+from memcomp.config.cells import Cell, Component
+from memcomp.runner import run_cell
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 KS = [5, 10, 15, 20]

@@ -33,12 +33,12 @@ from typing import Any, Literal
 
 import torch
 import yaml
+from memcomp.cells import Cell, Component
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from memcomp.backbones import BACKBONES
-from memcomp.cells import Cell, Component
 from memcomp.config import Setting, TestConfig, TrainConfig
 from memcomp.data import DATASETS
 from memcomp.errors import InputError

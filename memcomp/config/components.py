@@ -51,7 +51,11 @@ def _one_or_many(value: Any) -> str:
 
 def _listable(info: Any) -> tuple[Any, Any]:
     """A parameter field that also takes a non-empty list of values (one cell per value)."""
-    one = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+    one = (
+        Annotated.__class_getitem__((info.annotation, *info.metadata))
+        if info.metadata
+        else info.annotation
+    )
     many = Annotated[list[one], Field(min_length=1)]  # type: ignore[valid-type]
     union = Annotated[
         Union[Annotated[one, Tag(ONE)], Annotated[many, Tag(MANY)]],  # noqa: UP007

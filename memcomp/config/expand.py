@@ -75,7 +75,7 @@ def learner_cells(spec: BaseModel, part: SuitePart) -> list[LearnerCell]:
     axes = _axes(spec)
     train = merged(part.train, getattr(spec, "train", None))
     test = merged(part.test, getattr(spec, "test", None))
-    name = str(getattr(spec, "name"))
+    name = str(spec.name)
     cells = []
     for idx in itertools.product(*(range(len(params[k])) for k in axes)):
         choice = dict(zip(axes, idx, strict=True))

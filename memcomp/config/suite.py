@@ -110,7 +110,7 @@ def _distinct(items: Iterable[Any]) -> list[Any]:
 
 
 def _components(specs: list[BaseModel] | None) -> list[Component]:
-    return [Component(str(getattr(s, "name")), params_of(s)) for s in specs or []]
+    return [Component(str(s.name), params_of(s)) for s in specs or []]
 
 
 def _required(data: dict[Any, Any]) -> list[tuple[Loc, str]]:
@@ -150,7 +150,7 @@ def _part(top: Any, p: Any, index: int | None, raw: dict[Any, Any]) -> SuitePart
 
 
 def _build(src: Source) -> Suite:
-    """Validate a parsed suite file and expand its cells; raise ConfigError listing every problem."""
+    """Validate a parsed suite and expand its cells; raise ConfigError listing every problem."""
     data = src.data
     if not isinstance(data, dict):
         msg = f"suite must be a YAML mapping (got {short(data)})"
@@ -169,8 +169,8 @@ def _build(src: Source) -> Suite:
     total, biggest = count_cells(parts, out)
     if not out and total > MAX_CELLS:
         loc: Loc = ("parts", biggest) if top.parts else ("learners",)
-        out.append((loc, f"the suite expands to {total:,} cells (at most {MAX_CELLS:,}): "
-                         "use fewer list values or seeds, or split it into several suites"))  # fmt: skip
+        msg = f"the suite expands to {total:,} cells (at most {MAX_CELLS:,})"
+        out.append((loc, msg + ": use fewer list values or seeds, or split it into several suites"))
     if out:
         raise ConfigError(src.problems(out))
     blocks: list[Block] = [(p, [learner_cells(s, p) for s in p.learners]) for p in parts]
