@@ -69,11 +69,12 @@ def _listable(info: Any) -> tuple[Any, Any]:
     return union, copy
 
 
-def _member(kind: str, entry: Entry[Any]) -> type[BaseModel]:
-    """The model of one entry: ``name`` plus its parameters (learners: listable, overrides)."""
+def _member(kind: str, entry: Entry[Any], lists: bool) -> type[BaseModel]:
+    """The model of one entry: ``name`` plus its parameters (``lists``: each parameter may be a
+    list, and ``train``/``test`` overrides are allowed, as for learners in suites)."""
     name = (Literal[entry.name], Field(description=entry.summary))  # type: ignore[valid-type]
     title = f"{kind} {entry.name}"
-    if kind != "learner":
+    if not lists:
         model = create_model(f"{kind}:{entry.name}", __base__=entry.params, name=name)
         return _titled(model, title)
     fields: dict[str, Any] = {k: _listable(v) for k, v in entry.params.model_fields.items()}
@@ -90,13 +91,14 @@ def _titled(model: type[BaseModel], title: str) -> type[BaseModel]:
     return model
 
 
-def spec_union(kind: str) -> Any:
-    """The type of one ``kind`` entry: a union discriminated on ``name`` over the registry."""
-    reg = registry(kind)
-    entries = list(reg)
-    key = (kind, *((e.name, e.params) for e in entries))
+def spec_union(kind: str, lists: bool | None = None) -> Any:
+    """The type of one ``kind`` entry: a union discriminated on ``name`` over the registry.
+    ``lists`` (default: for learners) allows list-valued parameters and train/test overrides."""
+    lists = kind == "learner" if lists is None else lists
+    entries = list(registry(kind))
+    key = (kind, lists, *((e.name, e.params) for e in entries))
     if key not in _cache:
-        members = [Annotated[_member(kind, e), Tag(TAG + e.name)] for e in entries]
+        members = [Annotated[_member(kind, e, lists), Tag(TAG + e.name)] for e in entries]
         names = ", ".join(e.name for e in entries)
         _cache[key] = Annotated[
             Union[tuple(members)],  # noqa: UP007
