@@ -163,15 +163,23 @@ def test_null_key_reported_at_its_line(tmp_path: Path) -> None:
     text = "\n".join([*lines[:at], "null: 3", *lines[at:]]) + "\n"
     with fake_components():
         [p] = problems(write(tmp_path, text))
-    assert p.line == at + 1 and p.field == "None"
-    assert "keys must be strings" in p.message
+    assert p.line == at + 1 and p.field == "null"
+    assert p.message == "keys must be strings (got null): quote it to use it as text"
     # inside an entry too
     text2 = yaml.safe_dump(valid_suite(), sort_keys=False).replace(
         "  inner_lr: 0.4\n", "  inner_lr: 0.4\n  ~: 1\n"
     )
     with fake_components():
         [p] = problems(write(tmp_path, text2))
-    assert p.field == "learners[0].None" and p.line == text2.splitlines().index("  ~: 1") + 1
+    assert p.field == "learners[0].null" and p.line == text2.splitlines().index("  ~: 1") + 1
+    # numbers and booleans as keys: named as written, at their own line
+    text3 = text2.replace("  ~: 1\n", "  3: 1\n  true: 2\n")
+    with fake_components():
+        found = problems(write(tmp_path, text3))
+    assert [(p.field, p.line) for p in found] == [
+        ("learners[0].3", text3.splitlines().index("  3: 1") + 1),
+        ("learners[0].true", text3.splitlines().index("  true: 2") + 1),
+    ]
 
 
 # ----------------------------------------------------------------------------- (9) absurd sizes

@@ -125,7 +125,7 @@ def message(err: Any, valid_keys: Sequence[str] = ()) -> str:
     if kind == "missing":
         return "required"
     if kind == "invalid_key":
-        return "keys must be strings (quote the key to use it as text)"
+        return f"keys must be strings (got {short(err.get('input'))}): quote it to use it as text"
     if kind in _PLAIN:
         msg = _PLAIN[kind]
     elif kind in _COMPARE:
@@ -155,6 +155,11 @@ def validation_problems(
     for err in e.errors():
         raw: Loc = tuple(err["loc"])
         eloc: Loc = tuple(p for p in raw if not (isinstance(p, str) and p.startswith(TAG)))
+        if err["type"] == "invalid_key" and eloc:  # a null/number/bool key: as YAML spells it
+            key = err.get("input")
+            text = short(key) if key is None or isinstance(key, bool) else str(key)
+            out.append(((*loc, *eloc[:-1], text), message(err)))
+            continue
         if err["type"] == COMPONENT_ERROR:
             out.append(_component((*loc, *eloc), err.get("input"), err.get("ctx") or {}))
             continue

@@ -38,9 +38,9 @@ _NULL_TAG = "tag:yaml.org,2002:null"
 
 
 def _key_text(node: yaml.Node) -> str:
-    """A mapping key as field paths spell it: a null key is ``None`` (as pydantic names it)."""
+    """A mapping key as field paths spell it: as written, a null key (``~``, empty) as ``null``."""
     if isinstance(node, yaml.ScalarNode):
-        return "None" if node.tag == _NULL_TAG else str(node.value)
+        return "null" if node.tag == _NULL_TAG else str(node.value)
     return f"<{node.tag}>"
 
 
