@@ -27,10 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from memcomp.config import (
+    MAX_TASKS,
     Cell,
+    Component,
     ConfigError,
     Loc,
     Setting,
@@ -44,7 +46,6 @@ from memcomp.config import (
     spec_union,
     validate,
 )
-from memcomp.config.settings import MAX_TASKS
 
 Source_ = Literal["cuda", "cpu-estimate"]
 TOLERANCE = re.compile(r"^\+?\s*(\d+(?:\.\d*)?)\s*(%|MB)$", re.IGNORECASE)
@@ -162,17 +163,11 @@ def _label(spec: dict[str, Any], setting: Setting) -> str:
     )
 
 
-class _Models(BaseModel):
-    """The three components of a budget, checked once merged (by the config layer's unions)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-def _components_model() -> type[BaseModel]:
-    from pydantic import create_model
-
+def _cell_model() -> type[BaseModel]:
+    """A budget's cell, checked once merged: the config layer's component unions (built from
+    the registries as they are now) and :class:`Setting`."""
     fields = {k: (spec_union(k, lists=False), ...) for k in COMPONENTS}
-    return create_model("BudgetCell", __base__=_Models, setting=(Setting, ...), **fields)
+    return create_model("BudgetCell", __base__=_Strict, setting=(Setting, ...), **fields)
 
 
 def parse_budgets(
@@ -200,9 +195,9 @@ def parse_budgets(
     base = _layer(
         _layer(BUILTIN_DEFAULTS, defaults or {}), top.defaults.model_dump(exclude_none=True)
     )
-    budgets = []
+    budgets, model = [], _cell_model()
     for i, entry in enumerate(top.budgets):
-        b = _resolve(entry, base, top.source, ("budgets", i), out, require_baselines)
+        b = _resolve(entry, model, base, top.source, ("budgets", i), out, require_baselines)
         if b is not None:
             budgets.append(b)
     if out:
@@ -213,6 +208,7 @@ def parse_budgets(
 
 def _resolve(
     entry: _BudgetEntry,
+    model: type[BaseModel],
     base: dict[str, Any],
     source: str,
     loc: Loc,
@@ -225,7 +221,7 @@ def _resolve(
         out.append(((*loc, "learner"), "required (a mapping with a 'name' key)"))
         return None
     parts = {k: spec[k] for k in (*COMPONENTS, "setting")}
-    got: Any = validate(_components_model(), parts, loc, out)
+    got: Any = validate(model, parts, loc, out)
     tol = spec.get("tolerance")
     if entry.limit_mb is None and tol is None:
         out.append((loc, "give limit_mb and/or tolerance (with baseline_mb)"))
@@ -240,8 +236,6 @@ def _resolve(
             )
     if len(out) > before or got is None:
         return None
-    from memcomp.config import Component
-
     dataset, backbone, learner = (
         Component(str(getattr(got, k).name), params_of(getattr(got, k))) for k in COMPONENTS
     )

@@ -26,7 +26,7 @@ from memcomp.config.problems import (
     sorted_unique,
     validate,
 )
-from memcomp.config.settings import Setting, Strict, TestConfig, TrainConfig
+from memcomp.config.settings import MAX_STEPS, MAX_TASKS, Setting, Strict, TestConfig, TrainConfig
 from memcomp.config.source import Source, line_of, parse_yaml, read_yaml
 from memcomp.config.spec import suite_json_schema
 from memcomp.config.suite import MAX_CELLS, Suite, SuitePart, expand, load_suite, suite_from_dict
@@ -34,6 +34,8 @@ from memcomp.config.suite import MAX_CELLS, Suite, SuitePart, expand, load_suite
 __all__ = [
     "MAX_CELLS",
     "MAX_LEARNER_CELLS",
+    "MAX_STEPS",
+    "MAX_TASKS",
     "Cell",
     "Component",
     "ConfigError",
