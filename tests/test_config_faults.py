@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers_suite import DATA, MAML, fake_components, valid_suite
+from helpers_suite import MAML, fake_components, valid_suite
 from typer.testing import CliRunner
 
 from memcomp.budgets import load_budgets
@@ -227,7 +227,3 @@ def test_schema_states_the_bounds() -> None:
     assert defs["TestConfig"]["properties"]["finetune_steps"]["maximum"] == 100_000
     mrml = defs["learner_mrml"]["properties"]["cg_steps"]["oneOf"]
     assert mrml[0]["maximum"] == 100_000 and mrml[1]["items"]["maximum"] == 100_000
-
-
-def test_fake_dataset_fixture_unused_names_are_ok() -> None:
-    assert DATA == "t-data"  # helpers_suite stays the one place for fake components
