@@ -57,8 +57,8 @@ def calibrate(folder: Path, seconds: float) -> tuple[int, float]:
     """Iterations for a cell of about ``seconds`` on one thread, and the measured s/iter."""
     import torch
 
+    from memcomp.config import expand, load_suite
     from memcomp.runner import run_cell
-    from memcomp.suite import expand, load_suite
 
     torch.set_num_threads(1)
     cell = expand(load_suite(suite_file(folder, 6, 1)))[0]
@@ -73,9 +73,9 @@ def run_suite(path: Path, out: Path, executor: dict[str, Any]) -> float:
     """Wall seconds of running ``path``'s cells with ``executor`` (driver already connected)."""
     import torch
 
+    from memcomp.config import expand, load_suite
     from memcomp.exec.executor_options import ExecutorOptions
     from memcomp.orchestrate import RunOptions, create_results_dir, new_results_dir, run_cells
-    from memcomp.suite import expand, load_suite
 
     cells = expand(load_suite(path))
     results = new_results_dir(out, "overhead")

@@ -12,8 +12,8 @@ import yaml
 from typer.testing import CliRunner
 
 from memcomp.cli import app
+from memcomp.config import SuiteError, load_suite
 from memcomp.exec.executor_options import parse_gpus, resolve_executor
-from memcomp.suite import SuiteError, load_suite
 
 
 def write(tmp_path: Path, executor: dict[str, Any] | None = None) -> Path:

@@ -14,9 +14,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent / "cluster"))
 
+from memcomp.config import expand, load_suite  # noqa: E402
 from memcomp.exec.gpus import GpuSlots, gpu_problem, gpu_slots  # noqa: E402
 from memcomp.orchestrate import RunOptions, create_results_dir, new_results_dir, run_cells  # noqa: E402
-from memcomp.suite import expand, load_suite  # noqa: E402
 
 
 def test_slots_pin_least_busy_gpu_and_map_visible_ids() -> None:

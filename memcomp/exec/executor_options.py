@@ -106,7 +106,7 @@ def resolve_executor(suite: Any, overrides: dict[str, Any]) -> ExecutorOptions:
     try:
         return ExecutorOptions(**data)
     except ValidationError as e:
-        from memcomp.suite import SuiteError
+        from memcomp.config import SuiteError
 
         problems = []
         for err in e.errors():

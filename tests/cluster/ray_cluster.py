@@ -97,7 +97,7 @@ class RayCluster:
 
 @contextlib.contextmanager
 def ray_cluster(
-    root: Path, workers: int = 2, env: dict[str, str] | None = None
+    root: Path, workers: int = 2, env: dict[str, str] | None = None, head_cpus: int = 1
 ) -> Iterator[RayCluster]:
     """Head + ``workers`` nodes (named ``head``, ``w1``, ``w2``...); everything ended by PID."""
     assert_loopback_only()
@@ -108,7 +108,7 @@ def ray_cluster(
     temp = Path(tempfile.mkdtemp(prefix="mcray-", dir="/tmp"))
     cluster = RayCluster(temp, root, full_env)
     try:
-        cluster.start_node("head", head=True)
+        cluster.start_node("head", head=True, cpus=head_cpus)
         cluster.wait_started("head")
         for i in range(1, workers + 1):  # one at a time: nodes starting together time out
             cluster.start_node(f"w{i}")
