@@ -278,6 +278,10 @@ def run_suite_command(
                       f"\nfollow with: memcomp status {results.path}", highlight=False)  # fmt: skip
         return 0
     console.print(summary_table(outcomes))
+    if executor.kind != "local" and outcomes:
+        from memcomp.exec.remote import node_summary
+
+        console.print(node_summary([o.row for o in outcomes]), highlight=False)
     failed = [o for o in outcomes if not o.ok]
     console.print(f"results: {results.path}")
     console.print(f"next: memcomp report {results.path}")

@@ -94,3 +94,18 @@ def failed_outcome(cell: Any, device: Any, error: str, extra: dict[str, Any]) ->
     row = base_row(cell, device)
     row.update(status="error", error=error, finished_at=now(), **extra)
     return CellOutcome(row)
+
+
+def node_summary(rows: list[dict[str, Any]]) -> str:
+    """``node A: 3 ok, 1 retried; node B: 2 ok`` for the rows of a cluster run."""
+    per: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts = per.setdefault(str(row.get("node") or "?"), {})
+        status = str(row.get("status"))
+        counts[status] = counts.get(status, 0) + 1
+        if int(row.get("attempts") or 1) > 1:
+            counts["retried"] = counts.get("retried", 0) + 1
+    return "; ".join(
+        f"node {node}: " + ", ".join(f"{n} {what}" for what, n in sorted(c.items()))
+        for node, c in sorted(per.items())
+    )

@@ -29,6 +29,7 @@ def test_ray_cluster_kill_interrupt_resume(tmp_path: Path, reference: tuple[Path
     kill = report["kill"]
     assert kill["killed"] in ("w1", "w2"), kill
     assert kill["rc"] == 0, kill["log"]
+    assert "1 retried" in " ".join(kill["log"].split())  # the per-node summary says so
     folder = next((tmp_path / "ray" / "kill").glob("*/*/runs.csv")).parent
     runs = _runs(folder)
     assert len(runs) == len(ref) == 4 and runs["cell_id"].is_unique  # every cell once
