@@ -41,9 +41,9 @@ class RayCluster:
     env: dict[str, str]
     nodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start_node(self, name: str, head: bool = False) -> None:
+    def start_node(self, name: str, head: bool = False, cpus: int = 1) -> None:
         common = [
-            "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
+            "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=0",
             "--disable-usage-stats", "--object-store-memory=80000000",
             f"--temp-dir={self.temp_dir}", f"--resources={{\"{name}\": 1}}", "--block",
         ]  # fmt: skip
