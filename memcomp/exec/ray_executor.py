@@ -206,19 +206,14 @@ def run_ray_cells(
     record: Callable[..., None],
 ) -> None:
     """The Ray scheduler with the local schedulers' signature (``opts``: RunOptions)."""
-    from memcomp.isolation import cell_to_json, plugin_names
+    from memcomp.exec.remote import request_base
+    from memcomp.isolation import cell_to_json
 
     ray_opts = opts.executor.ray
     settings = RaySettings(
         ray_opts.address, ray_opts.max_retries, ray_opts.cpus_per_cell, ray_opts.runtime_env
     )
-    base = {
-        "device": "cuda" if device.type == "cuda" else "cpu",
-        "memory_limit_mb": opts.memory_limit_mb,
-        "memory_source": opts.memory_source,
-        "plugins": plugin_names(),
-        "threads": opts.threads or max(1, int(ray_opts.cpus_per_cell)),
-        "checkpoint": None,  # no shared filesystem: a re-run cell starts over
-    }
+    base = request_base(device, opts, max(1, int(ray_opts.cpus_per_cell)))
+    base["checkpoint"] = None  # no shared filesystem: a re-run cell starts over
     requests = [{**base, "cell": cell_to_json(c)} for c in cells]
     run_ray(cells, device, requests, record, settings, progress)

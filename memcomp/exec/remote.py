@@ -63,6 +63,19 @@ def run_cell_request(
     }
 
 
+def request_base(device: Any, opts: Any, threads: int | None) -> dict[str, Any]:
+    """What every remote cell's child request shares (``opts``: RunOptions)."""
+    from memcomp.isolation import plugin_names
+
+    return {
+        "device": "cuda" if device.type == "cuda" else "cpu",
+        "memory_limit_mb": opts.memory_limit_mb,
+        "memory_source": opts.memory_source,
+        "plugins": plugin_names(),
+        "threads": opts.threads or threads,
+    }
+
+
 def outcome_from_result(
     cell: Any, result: dict[str, Any], device: Any, extra: dict[str, Any] | None = None
 ) -> Any:

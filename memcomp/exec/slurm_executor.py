@@ -151,20 +151,15 @@ def run_slurm_cells(
     """Submit ``cells`` as job arrays; with ``slurm.wait`` follow them until each has a row."""
     import submitit
 
-    from memcomp.isolation import cell_to_json, plugin_names
+    from memcomp.exec.remote import request_base
+    from memcomp.isolation import cell_to_json
     from memcomp.orchestrate import checkpoint_path
 
     slurm = opts.executor.slurm
     folder = Path(results.path)
     known = read_jobs(folder)
     live = {cid: jid for cid, jid in known.items() if job_states([jid]).get(jid) in LIVE_STATES}
-    base = {
-        "device": "cuda" if device.type == "cuda" else "cpu",
-        "memory_limit_mb": opts.memory_limit_mb,
-        "memory_source": opts.memory_source,
-        "plugins": plugin_names(),
-        "threads": opts.threads or slurm.cpus_per_cell,
-    }
+    base = request_base(device, opts, slurm.cpus_per_cell)
     groups: dict[str, list[int]] = {}
     for i, cell in enumerate(cells):
         if cell.id not in live:
