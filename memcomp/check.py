@@ -1,7 +1,7 @@
 """``memcomp check``: fail CI when a learner's peak memory grows past its budget.
 
 A budget file (or the ``budgets:`` section of a suite) lists cells and what their peak memory
-(the increment above the baseline, :class:`~memcomp.memory.MemoryResult.peak_mb`) may be::
+(the increment above the baseline, :class:`~memcomp.measure.memory.MemoryResult.peak_mb`) may be::
 
     source: cpu-estimate          # what the numbers are: cuda | cpu-estimate
     defaults:                     # shared by every budget (each key may be overridden)
@@ -44,7 +44,7 @@ from memcomp.data import DATASETS
 from memcomp.errors import InputError
 from memcomp.fsutil import atomic_write_text as _atomic_write
 from memcomp.learners import LEARNERS
-from memcomp.memory import MemoryResult
+from memcomp.measure.memory import MemoryResult
 from memcomp.registry import Registry, unknown_name_message
 
 Source = Literal["cuda", "cpu-estimate"]
