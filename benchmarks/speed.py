@@ -215,8 +215,13 @@ def run_shape(shape: Shape, cfg: Config, device: torch.device, peers: bool) -> l
     if peers:
         from peers import PEERS  # benchmarks/peers.py
 
+        def sequential_maml() -> Learner:
+            """memcomp's model a peer is checked against and runs on (peers never import us)."""
+            params = learner_params("maml", {}, cfg, "sequential")
+            return make_learner("maml", params, shape, cfg, device)
+
         for label, factory in PEERS.items():
-            record(label, "peer", lambda f=factory: f(shape, cfg, tasks, device))
+            record(label, "peer", lambda f=factory: f(sequential_maml(), tasks))
     add_ratios(rows)
     return rows
 
