@@ -4,8 +4,7 @@ Per task the head starts from the meta-learned initialisation and takes K SGD st
 cross-entropy; the meta-gradient of the query cross-entropy at the adapted head flows, second
 order, through the K steps into the head initialisation and the backbone.
 
-Two honest implementations (docs/design.md, "ANIL's two feature modes"), chosen by
-``features``:
+Two honest implementations (docs/design.md section 2), chosen by ``features``:
 
 * ``once``: the backbone runs once per task on the support set (with graph) and the K closed-form
   head steps reuse those features, so memory is one backbone graph, flat in K;

@@ -8,7 +8,7 @@ decides when a chunk is stacked):
   ``torch.func.vmap`` over ``functional_call`` (:func:`vmapped_losses`) and differentiate the summed
   loss with plain ``torch.autograd`` (each task's weights only reach its own loss, so the gradient
   of the sum is every task's own gradient). Plain autograd outside vmap is exact with the fused
-  BatchNorm; ``torch.func.grad`` inside vmap is not (docs/design.md, "vmap and BatchNorm").
+  BatchNorm; ``torch.func.grad`` inside vmap is not (docs/design.md section 5).
 
 Both modes give the same meta-gradient (tested in float64). Batching needs every task of a chunk
 to have the same shapes; otherwise the driver runs one task at a time.

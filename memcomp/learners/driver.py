@@ -1,4 +1,5 @@
-"""THE execution driver: one meta-batch run sequentially, batched, or batched in chunks.
+"""THE execution driver: one meta-batch run sequentially, batched, or batched in chunks
+(docs/design.md section 7).
 
 A learner supplies the work of one chunk of tasks in two steps, and the driver does the rest::
 

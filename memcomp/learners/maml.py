@@ -10,7 +10,7 @@ its meta-gradient is the query gradient at the adapted weights.
 graph before the next task starts. ``execution="batched"`` (default) adapts per-task copies of the
 weights of ``task_chunk`` tasks together: losses by ``torch.func.vmap`` over ``functional_call``,
 gradients of their sum by plain ``torch.autograd.grad`` (``torch.func.grad`` + ``vmap`` with the
-fused BatchNorm gives wrong second-order gradients; docs/design.md, "vmap and BatchNorm"), one
+fused BatchNorm gives wrong second-order gradients; docs/design.md section 5), one
 outer backward per chunk (:mod:`memcomp.learners.driver`).
 """
 

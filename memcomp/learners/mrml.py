@@ -10,13 +10,11 @@ the head initialisation is fixed (frozen, never meta-learned). Per task:
    ``d2g/dphi2 (phi_K) v = df/dphi (phi_K)``, with closed-form Hessian-vector products;
 3. features recomputed WITH graph and ONE scalar ``f(theta, phi_K) - <dg/dphi(theta, phi_K), v>``
    (``phi_K``, ``v`` constants) back-propagated: its gradient in theta is exactly
-   ``df/dtheta - (d2g/dtheta dphi) v``, the paper's hypergradient (docs/design.md, "Algorithm 1's
-   hypergradient as one backward").
+   ``df/dtheta - (d2g/dtheta dphi) v``, the paper's hypergradient (docs/design.md section 1).
 
 Peak memory is one forward graph of the backbone, flat in K and N. ``l2 > 0`` makes the lower
 level strongly convex; with ``l2 = 0`` the Hessian is singular and CG may not converge, which the
-reported relative residual ``||H v - b|| / ||b||`` shows (docs/design.md, "Why CG needs the L2
-term").
+reported relative residual ``||H v - b|| / ||b||`` shows (docs/design.md section 3).
 
 ``execution="sequential"`` runs tasks one after another. ``execution="batched"`` (default) runs
 ``task_chunk`` tasks (all by default) together: ONE backbone forward with graph over all tasks'

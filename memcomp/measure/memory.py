@@ -1,4 +1,5 @@
-"""Peak memory of measured regions (meta-iterations) and of named phases inside them.
+"""Peak memory of measured regions (meta-iterations) and of named phases inside them
+(rationale: docs/design.md section 6).
 
 Two sources give the same numbers' meaning, "bytes the CUDA caching allocator would report":
 
