@@ -37,7 +37,6 @@ from memcomp.numerics.hvp import (
     batch_flatten,
     flatten,
     implicit_solve,
-    implicit_solve_batched,
 )
 from memcomp.types import Task
 
@@ -122,16 +121,22 @@ class Imaml(Learner):
         if not chunk.batched:
             loss = self.query_loss(weights, chunk.tasks[0])
             gq = flatten(torch.autograd.grad(loss, leaves))
-            sol = implicit_solve(
-                support, phi, gq, p.lam, p.cg_steps, p.cg_tol, damping=p.damping, solver=self.solver
-            )
-            return ChunkOut(loss=loss.detach(), meta_grad=sol.x, cg_residual=sol.residual)
-        loss = vmapped_losses(self, weights, chunk.stack("xq"), chunk.stack("yq"))
-        gq = batch_flatten(torch.autograd.grad(loss.sum(), leaves))
-        sol = implicit_solve_batched(
-            support, phi, gq, p.lam, p.cg_steps, p.cg_tol, damping=p.damping, solver=self.solver
+        else:
+            loss = vmapped_losses(self, weights, chunk.stack("xq"), chunk.stack("yq"))
+            gq = batch_flatten(torch.autograd.grad(loss.sum(), leaves))
+        sol = implicit_solve(
+            support,
+            phi,
+            gq,
+            p.lam,
+            p.cg_steps,
+            p.cg_tol,
+            damping=p.damping,
+            solver=self.solver,
+            batched=chunk.batched,
         )
-        return ChunkOut(loss=loss.detach(), meta_grad=sol.x.sum(0), cg_residual=sol.residual)
+        meta_grad = sol.x.sum(0) if chunk.batched else sol.x
+        return ChunkOut(loss=loss.detach(), meta_grad=meta_grad, cg_residual=sol.residual)
 
     def adapt_predict(self, task: Task) -> Tensor:
         names, theta = self._names_and_params()

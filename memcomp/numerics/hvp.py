@@ -91,27 +91,14 @@ def implicit_solve(
     x0: Tensor | None = None,
     damping: float = 0.0,
     solver: Solver = conjugate_gradient,
+    batched: bool = False,
 ) -> CGResult:
     """Solve ``((1 + damping) I + H/lam) x = g`` with ``solver``, ``H`` the Hessian of ``loss_fn``
-    at ``phi``; ``g`` is flat (numel of all ``phi``)."""
-    matvec = proximal_matvec(loss_fn, phi, lam, damping)
+    at ``phi``; ``g`` is flat (numel of all ``phi``). With ``batched``: B independent tasks at
+    once, ``phi`` per-task tensors (B, ...), ``loss_fn`` the SUM of the tasks' losses, ``g`` (B, q),
+    the solver batched over the B systems."""
+    matvec = proximal_matvec(loss_fn, phi, lam, damping, batched=batched)
     return solver(matvec, g, x0=x0, iters=iters, tol=tol)
-
-
-def implicit_solve_batched(
-    loss_fn: LossFn,
-    phi: Sequence[Tensor],
-    g: Tensor,
-    lam: float,
-    iters: int,
-    tol: float | None = None,
-    damping: float = 0.0,
-    solver: Solver = conjugate_gradient,
-) -> CGResult:
-    """:func:`implicit_solve` for B independent tasks at once: ``phi`` per-task tensors (B, ...),
-    ``loss_fn`` the SUM of the tasks' losses, ``g`` (B, q); the solver runs batched."""
-    matvec = proximal_matvec(loss_fn, phi, lam, damping, batched=True)
-    return solver(matvec, g, iters=iters, tol=tol)
 
 
 def head_matvec(zs: Tensor, w: Tensor, b: Tensor, l2: float, ways: int) -> MatVec:
