@@ -34,7 +34,7 @@ import torch
 from memcomp.backbones import BACKBONES, build_backbone
 from memcomp.learners import build_learner
 from memcomp.memory import MemoryMeter, MemoryResult
-from memcomp.runner import meta_step
+from memcomp.engine.train import meta_step
 from memcomp.types import Task
 
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from memcomp.cli import app
-from memcomp.store import CURVE_COLUMNS, RUN_COLUMNS
+from memcomp.results.schema import CURVE_COLUMNS, RUN_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "suites" / "smoke.yaml"
@@ -188,7 +188,9 @@ def test_run_on_a_real_format_dataset_given_by_root(tmp_path: Path) -> None:
     (folder,) = (tmp_path / "res" / "real").iterdir()
     runs = pd.read_csv(folder / "runs.csv")
     assert runs["status"].tolist() == ["ok"] and runs["dataset"].tolist() == ["cifar-fs"]
-    assert runs["image_size"].tolist() == [32] and isinstance(runs["dataset_checksum"][0], str)
+    assert runs["dataset.image_size"].tolist() == [32] and isinstance(
+        runs["dataset_checksum"][0], str
+    )
 
 
 def test_threads_option_is_applied_and_recorded(tmp_path: Path) -> None:
@@ -206,7 +208,7 @@ def test_threads_option_is_applied_and_recorded(tmp_path: Path) -> None:
 
 
 def test_parallel_jobs_share_the_cores() -> None:
-    from memcomp.orchestrate import RunOptions
+    from memcomp.exec.schedule import RunOptions
 
     assert RunOptions(jobs=1).cell_threads() is None
     assert RunOptions(jobs=2).cell_threads() == max(1, (__import__("os").cpu_count() or 1) // 2)

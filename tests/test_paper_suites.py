@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from memcomp.cells import Cell, Component
 from memcomp.cli import app
-from memcomp.runner import run_cell
+from memcomp.engine import run_cell
 from memcomp.suite import expand, load_suite
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"

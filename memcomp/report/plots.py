@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from memcomp import paper_reference as paper  # noqa: E402
+from memcomp.report import paper_reference as paper  # noqa: E402
 from memcomp.report.tables import (  # noqa: E402
     _learner_rank,
     _natural,

@@ -1,6 +1,7 @@
 """Report tables from a results folder: accuracy, memory, memory reduction, time-to-accuracy and
-time per iteration. Every builder takes the raw DataFrames of :class:`memcomp.store.ResultsDir`
-and returns a :class:`Table` holding the numbers (``tidy``) and the formatted view (``data``).
+time per iteration. Every builder takes the DataFrames of :class:`memcomp.results.ResultsDir`
+(either schema: :func:`normalize_runs` maps schema 1 onto schema 2) and returns a :class:`Table`
+holding the numbers (``tidy``) and the formatted view (``data``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memcomp import paper_reference as paper
+from memcomp.report import paper_reference as paper
 from memcomp.report.tta import FRACTION, PATIENCE, WINDOW, tta_per_cell
-from memcomp.store import RUN_COLUMNS
+from memcomp.results.schema import (
+    RUN_COLUMNS,
+    param_columns,
+    param_name,
+    schema_version,
+    upgrade_runs,
+)
 
 __all__ = [
     "Table",
@@ -31,6 +38,7 @@ __all__ = [
 ]
 
 # Run columns (besides learner parameters) that, when they differ, make a different variant.
+# Learner, dataset and backbone parameters are the schema's prefixed columns (never guessed).
 TRAIN_KNOBS = [
     "iterations",
     "meta_batch",
@@ -41,13 +49,11 @@ TRAIN_KNOBS = [
     "test_protocol",
 ]
 SHORT = {"inner_steps": "K", "cg_steps": "N"}
+K_COLUMN = "learner.inner_steps"
+IMAGE_SIZE, HIDDEN = "dataset.image_size", "backbone.hidden"  # shown as "32px", "conv4-64"
 LEARNER_ORDER = ["maml", "fomaml", "anil", "itd-bio", "imaml", "mrml"]
-GROUP_KEY = ["dataset", "ways", "shots", "queries", "image_size", "backbone", "hidden"]
+SETTING_KEY = ["dataset", "ways", "shots", "queries", "backbone"]
 MISSING = "–"
-_NOT_PARAMS = ("variant", "variant_nok", "group", "setting", "K", "traceback")
-_NOT_PARAMS += ("dataset_params", "backbone_params")
-_MEASURE_HINTS = ("mem_", "time_", "phase_", "sec_", "val_", "test_")
-_MEASURE_SUFFIX = ("_mb", "_seconds", "_s", "_acc", "_ci95", "_residual", "_at", "_std")
 
 
 @dataclass
@@ -72,16 +78,14 @@ def _fmt_value(v: Any) -> str:
     return str(v)
 
 
-def param_columns(runs: pd.DataFrame) -> list[str]:
-    """Learner-parameter columns: those beyond RUN_COLUMNS that do not look like measurements."""
-    out = []
-    for c in runs.columns:
-        if c in RUN_COLUMNS or c in _NOT_PARAMS:
-            continue
-        if c.startswith(_MEASURE_HINTS) or c.endswith(_MEASURE_SUFFIX):
-            continue
-        out.append(c)
-    return out
+def group_key(runs: pd.DataFrame) -> list[str]:
+    """Columns that make a dataset/setting group: the setting, every dataset and backbone
+    parameter."""
+    return (
+        SETTING_KEY
+        + param_columns(runs.columns, "dataset")
+        + param_columns(runs.columns, "backbone")
+    )
 
 
 def _learner_rank(name: str) -> int:
@@ -105,7 +109,7 @@ def _key_strings(runs: pd.DataFrame, cols: list[str]) -> pd.Series:
 
 def _group_labels(runs: pd.DataFrame) -> pd.Series:
     """A readable label per group key; extra parts only where needed to tell groups apart."""
-    keys = _key_strings(runs, GROUP_KEY)
+    keys = _key_strings(runs, group_key(runs))
     base = runs["dataset"] + " " + _text(runs["ways"]) + "w" + _text(runs["shots"]) + "s"
     labels = base.copy()
     for b in base.unique():
@@ -116,10 +120,13 @@ def _group_labels(runs: pd.DataFrame) -> pd.Series:
         extra = pd.Series("", index=sub.index, dtype=object)
         if _text(sub["queries"]).nunique() > 1:
             extra += " q" + _text(sub["queries"])
-        if _text(sub["image_size"]).nunique() > 1:
-            extra += " " + _text(sub["image_size"]) + "px"
-        if _key_strings(sub, ["backbone", "hidden"]).nunique() > 1:
-            extra += " " + sub["backbone"] + "-" + _text(sub["hidden"])
+        if _text(sub[IMAGE_SIZE]).nunique() > 1:
+            extra += " " + _text(sub[IMAGE_SIZE]) + "px"
+        if _key_strings(sub, ["backbone", HIDDEN]).nunique() > 1:
+            extra += " " + sub["backbone"] + "-" + _text(sub[HIDDEN])
+        for c in param_columns(sub.columns, "dataset") + param_columns(sub.columns, "backbone"):
+            if c not in (IMAGE_SIZE, HIDDEN) and _text(sub[c]).nunique() > 1:
+                extra += f" {param_name(c)}=" + _text(sub[c])
         labels[rows] = b + extra
     return labels
 
@@ -131,22 +138,22 @@ def normalize_runs(runs: pd.DataFrame) -> pd.DataFrame:
     more than one value for that learner within one dataset/setting; ``variant_nok`` leaves out
     the inner steps K (the memory plot's x axis).
     """
-    runs = runs.copy()
-    for c in RUN_COLUMNS:
+    runs = upgrade_runs(runs, schema_version({}, runs)).copy()
+    for c in [*RUN_COLUMNS, IMAGE_SIZE, HIDDEN]:
         if c not in runs.columns:
             runs[c] = np.nan
     runs["status"] = _text(runs["status"], "ok").str.lower()
     for c in ("learner", "dataset", "backbone"):
         runs[c] = _text(runs[c])
     runs["mem_source"] = _text(runs["mem_source"], "none")
-    runs["K"] = runs["inner_steps"] if "inner_steps" in runs.columns else np.nan
+    runs["K"] = runs[K_COLUMN] if K_COLUMN in runs.columns else np.nan
     if runs.empty:
         for c in ("group", "setting", "variant", "variant_nok"):
             runs[c] = pd.Series(dtype=str)
         return runs
-    runs["group"] = _key_strings(runs, GROUP_KEY)
+    runs["group"] = _key_strings(runs, group_key(runs))
     runs["setting"] = _group_labels(runs)
-    knobs = param_columns(runs) + [c for c in TRAIN_KNOBS if c in runs.columns]
+    knobs = param_columns(runs.columns, "learner") + [c for c in TRAIN_KNOBS if c in runs.columns]
     varying: dict[str, list[str]] = {}
     for learner, sub in runs.groupby("learner"):
         varying[learner] = [
@@ -156,9 +163,10 @@ def normalize_runs(runs: pd.DataFrame) -> pd.DataFrame:
     def label(row: pd.Series, skip_k: bool) -> str:
         parts = [row["learner"]]
         for c in varying[row["learner"]]:
-            if skip_k and c == "inner_steps":
+            if skip_k and c == K_COLUMN:
                 continue
-            parts.append(f"{SHORT.get(c, c)}={_fmt_value(row[c])}")
+            name = param_name(c) if c.startswith("learner.") else c
+            parts.append(f"{SHORT.get(name, name)}={_fmt_value(row[c])}")
         return " ".join(parts)
 
     runs["variant"] = runs.apply(label, axis=1, skip_k=False)
@@ -319,14 +327,14 @@ def memory_data(runs: pd.DataFrame) -> pd.DataFrame:
 def _panel(row: pd.Series) -> paper.MemoryPanel | None:
     try:
         return paper.memory_panel_for(
-            int(row["image_size"]),
+            int(row[IMAGE_SIZE]),
             str(row["backbone"]),
-            int(row["hidden"]),
+            int(row[HIDDEN]),
             int(row["ways"]),
             int(row["shots"]),
             int(row["queries"]),
         )
-    except (TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
         return None
 
 

@@ -1,13 +1,14 @@
-"""Cells in their own processes, and test/extension plugins.
+"""The cell child process, and test/extension plugins.
 
-A cell child is ``python -m memcomp.isolation``: it reads one JSON request on stdin (the cell, the
-device, options), runs :func:`memcomp.runner.run_cell` and writes JSON lines on a private copy of
+A cell child is ``python -m memcomp.exec.child``: it reads one JSON request on stdin (the cell, the
+device, options), runs :func:`memcomp.engine.run_cell` and writes JSON lines on a private copy of
 its stdout (``started``, ``iter`` for progress, then ``done`` with the outcome). Anything the cell
 itself prints goes to stderr, which the parent keeps (its tail explains a crash). A child that dies
 without a ``done`` line (segfault, ``os._exit``, killed by the kernel) becomes a row with
 ``status=error`` and its exit code or signal; CUDA out-of-memory is ``status=oom`` (the runner
-maps it). Each child has a fresh CUDA context, so one cell's cached memory cannot inflate the next
-cell's peak.
+maps it). A child whose parent dies (even by ``kill -9``) stops within a fraction of a second.
+The parent side is :mod:`memcomp.exec.processes`. Each child has a fresh CUDA context, so one
+cell's cached memory cannot inflate the next cell's peak.
 
 Plugins: ``MEMCOMP_PLUGINS="pkg.mod1,pkg.mod2"`` names modules imported before a suite is loaded
 (by ``memcomp run``) and in every cell child, so they can register extra learners, datasets or
@@ -22,20 +23,17 @@ import importlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
-from queue import Queue
 from typing import IO, Any
 
 from memcomp.cells import Cell, Component
 from memcomp.config import Setting, TestConfig, TrainConfig
 
 PLUGINS_ENV = "MEMCOMP_PLUGINS"
-STDERR_TAIL = 8000  # bytes of a child's stderr kept for the error message and the log
+PARENT_ENV = "MEMCOMP_PARENT_PID"  # the parent, as the parent saw itself
 
 
 def plugin_names() -> list[str]:
@@ -113,15 +111,30 @@ def apply_memory_limit(device: Any, limit_mb: float | None) -> str | None:
 # ----------------------------------------------------------------------------- child side
 
 
-def _die_with_parent() -> None:
-    """Linux: ask the kernel to SIGKILL this child when its parent dies (e.g. ``kill -9``)."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(Exception):
-        import ctypes
+ORPHAN_EXIT = 3
+ORPHAN_POLL_S = 0.2
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+def _die_with_parent(parent: int) -> None:
+    """Stop this child when its parent dies (e.g. ``kill -9``): on Linux the kernel sends SIGKILL
+    (PR_SET_PDEATHSIG); everywhere a watchdog thread notices the new parent process id, also
+    while the cell is loading data or measuring memory (no progress is sent then)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # died before the request above took effect
+        os._exit(ORPHAN_EXIT)
+
+    def watch() -> None:
+        while True:
+            time.sleep(ORPHAN_POLL_S)
+            if os.getppid() != parent:
+                os._exit(ORPHAN_EXIT)
+
+    threading.Thread(target=watch, name="memcomp-orphan-watchdog", daemon=True).start()
 
 
 class _ChildProgress:
@@ -135,7 +148,7 @@ class _ChildProgress:
 
     def iteration_done(self, iteration: int, val_acc: float | None) -> None:
         if os.getppid() != self.parent:  # orphaned: nobody will read the result
-            os._exit(3)
+            os._exit(ORPHAN_EXIT)
         _send(self.out, {"event": "iter", "it": iteration, "val": val_acc})
 
 
@@ -145,10 +158,10 @@ def _send(out: IO[str], msg: dict[str, Any]) -> None:
 
 
 def child_main() -> None:
-    """Entry point of a cell child (``python -m memcomp.isolation``)."""
-    parent = os.getppid()
+    """Entry point of a cell child (``python -m memcomp.exec.child``)."""
+    parent = int(os.environ.get(PARENT_ENV) or os.getppid())
     faulthandler.enable()  # a segfault leaves a Python traceback in the cell's log
-    _die_with_parent()
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when children stop
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # stray prints of the cell go to stderr, not into the protocol
@@ -157,7 +170,7 @@ def child_main() -> None:
 
     import torch
 
-    from memcomp.runner import run_cell
+    from memcomp.engine import run_cell
 
     cell = cell_from_json(request["cell"])
     device = torch.device(request["device"])
@@ -177,129 +190,6 @@ def child_main() -> None:
     out.close()
     sys.stderr.flush()
     os._exit(0)  # the result is delivered: skip the slow interpreter/torch teardown
-
-
-# ----------------------------------------------------------------------------- parent side
-
-
-@dataclass
-class ChildCell:
-    """A running cell child: the process, its stderr tail and its final message."""
-
-    index: int
-    cell: Cell
-    proc: subprocess.Popen[bytes]
-    done: dict[str, Any] | None = None
-    stderr: bytearray = field(default_factory=bytearray)
-    threads: list[threading.Thread] = field(default_factory=list)
-
-    def stderr_text(self) -> str:
-        return self.stderr.decode("utf-8", "replace")
-
-
-def child_env() -> dict[str, str]:
-    """The child's environment: this one, with this process's import path."""
-    env = dict(os.environ)
-    paths = [p for p in sys.path if p]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    return env
-
-
-def start_child(
-    index: int,
-    cell: Cell,
-    request: dict[str, Any],
-    events: Queue[tuple[int, str, Any]],
-) -> ChildCell:
-    """Start a child for ``cell``; its messages arrive on ``events`` as ``(index, kind, data)``
-    with kind ``msg`` (a decoded JSON line) and finally ``eof``."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "memcomp.isolation"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=child_env(),
-    )
-    child = ChildCell(index, cell, proc)
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    with contextlib.suppress(BrokenPipeError):
-        proc.stdin.write(json.dumps({**request, "cell": cell_to_json(cell)}).encode())
-        proc.stdin.close()
-
-    def read_out(stream: IO[bytes]) -> None:
-        for line in stream:
-            with contextlib.suppress(ValueError):
-                events.put((index, "msg", json.loads(line)))
-        events.put((index, "eof", None))
-
-    def read_err(stream: IO[bytes]) -> None:
-        for chunk in iter(lambda: stream.read1(4096), b""):  # type: ignore[attr-defined]
-            child.stderr.extend(chunk)
-            del child.stderr[:-STDERR_TAIL]
-
-    for target, stream in ((read_out, proc.stdout), (read_err, proc.stderr)):
-        t = threading.Thread(target=target, args=(stream,), daemon=True)
-        t.start()
-        child.threads.append(t)
-    return child
-
-
-def exit_description(code: int | None) -> str:
-    """``exit code 3`` or ``killed by signal SIGSEGV``."""
-    if code is None:
-        return "did not exit"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = str(-code)
-        hint = " (out of host memory?)" if -code == signal.SIGKILL else ""
-        return f"killed by signal {name}{hint}"
-    return f"exit code {code}"
-
-
-def finish_child(child: ChildCell, timeout: float = 30.0) -> int | None:
-    """Wait for the child's exit (killing it if it lingers) and its reader threads."""
-    try:
-        code = child.proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        child.proc.kill()
-        code = child.proc.wait()
-    for t in child.threads:
-        t.join(timeout=5)
-    return code
-
-
-def stop_children(children: list[ChildCell]) -> None:
-    """Terminate running children (Ctrl-C); kill those that do not stop within a few seconds."""
-    for c in children:
-        with contextlib.suppress(OSError):
-            c.proc.terminate()
-    for c in children:
-        try:
-            c.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            c.proc.kill()
-            c.proc.wait()
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Inside, SIGTERM (e.g. from a batch scheduler) stops the suite like Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":

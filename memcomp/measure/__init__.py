@@ -1,0 +1,1 @@
+"""Measuring a cell: memory, time, and the device they are measured on."""
