@@ -12,8 +12,9 @@ from memcomp.cells import Cell
 from memcomp.engine import CellOutcome, DataCache
 from memcomp.errors import InputError
 from memcomp.exec.child import load_plugins
+from memcomp.exec.options import RunOptions, SuiteProgress
 from memcomp.exec.plan import preflight
-from memcomp.exec.schedule import RunOptions, SuiteProgress, run_cells, runtime_info
+from memcomp.exec.schedule import run_cells, runtime_info
 from memcomp.results.manifest import create_results_dir, manifest, new_results_dir
 from memcomp.results.resume import (
     clean_temp_files,

@@ -9,7 +9,7 @@ import torch
 from memcomp.cells import Cell
 from memcomp.engine import DataCache, run_cell
 from memcomp.exec.child import apply_memory_limit
-from memcomp.exec.schedule import RunOptions, SuiteProgress, _BoundProgress, checkpoint_path
+from memcomp.exec.options import BoundProgress, RunOptions, SuiteProgress, checkpoint_path
 from memcomp.results.store import ResultsDir
 
 
@@ -31,7 +31,7 @@ def run_inline(
             if device.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
-            bound = _BoundProgress(progress, cell) if progress else None
+            bound = BoundProgress(progress, cell) if progress else None
             outcome = run_cell(
                 cell, device, bound, opts.memory_source,
                 checkpoint=checkpoint_path(results, cell), datasets=datasets,

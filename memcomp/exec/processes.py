@@ -22,7 +22,7 @@ import torch
 from memcomp.cells import Cell
 from memcomp.engine import CellOutcome, base_row
 from memcomp.exec.child import PARENT_ENV, cell_to_json, plugin_names
-from memcomp.exec.schedule import RunOptions, SuiteProgress, checkpoint_path
+from memcomp.exec.options import RunOptions, SuiteProgress, checkpoint_path
 from memcomp.results.manifest import now
 from memcomp.results.store import ResultsDir
 
