@@ -60,6 +60,9 @@ def test_run_writes_one_ok_row_per_cell_with_provenance(smoke_results: Path) -> 
         assert row["test_ci95"] == pytest.approx(1.96 * acc.std(ddof=1) / len(acc) ** 0.5)
     manifest = json.loads((smoke_results / "manifest.json").read_text())
     assert manifest["suite"] == "smoke" and "torch_version" in manifest
+    assert manifest["results_schema"] == 2  # parameters are prefixed columns
+    assert runs["learner.inner_steps"].notna().all() and runs["backbone.hidden"].notna().all()
+    assert not {"inner_steps", "image_size", "hidden"} & set(runs.columns)
     assert set(manifest["cells"]) == set(runs["cell_id"])
 
 
