@@ -216,3 +216,22 @@ def test_parallel_jobs_share_the_cores() -> None:
     assert RunOptions(jobs=1).cell_threads() is None
     assert RunOptions(jobs=2).cell_threads() == max(1, (__import__("os").cpu_count() or 1) // 2)
     assert RunOptions(jobs=4, threads=3).cell_threads() == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", str(SMOKE), "--isolation", "thread", "--dry-run"], "--isolation"),
+        (["run", str(SMOKE), "--jobs", "0", "--dry-run"], "--jobs"),
+        (["run", str(SMOKE), "--device", "cuda:7", "--dry-run"], "--device"),
+        (["check", "budgets/ci.yaml", "--device", "tpu"], "--device"),
+        (["report", ".", "--format", "md,pdf"], "unknown format 'pdf'"),
+    ],
+)
+def test_option_choices_and_ranges_are_checked_by_the_command_line(
+    args: list[str], needle: str
+) -> None:
+    """Enum / min= options: Typer refuses a bad value before any work (exit 2, no traceback)."""
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output
