@@ -91,33 +91,22 @@ def run_cells(
             else:
                 run_processes(cells, device, progress, opts, results, record)
         except KeyboardInterrupt:
-            raise Interrupted(
-                [done[i] for i in sorted(done)],
-                [c for i, c in enumerate(cells) if i not in done],
-            ) from None
+            raise Interrupted(*_split(done, cells)) from None
         except OSError as e:
             if not is_disk_full(e):
                 raise
             from memcomp.results.resume import clean_temp_files
 
             clean_temp_files(results)
-            raise DiskFull(
-                results.path,
-                [done[i] for i in sorted(done)],
-                [c for i, c in enumerate(cells) if i not in done],
-                f"{type(e).__name__}: {e}",
-            ) from None
-    return [done[i] for i in sorted(done)]
+            raise DiskFull(results.path, *_split(done, cells), f"{type(e).__name__}: {e}") from None
+    return _split(done, cells)[0]
 
 
-def _save(results: ResultsDir, cell: Cell, outcome: CellOutcome, log: str) -> None:
-    """Write a finished cell; keep a failed cell's stderr as ``logs/<id>.log``."""
-    results.append(outcome.row, outcome.curve, outcome.episodes)
-    if log.strip() and not outcome.ok:
-        atomic_write_text(results.path / "logs" / f"{cell.id}.log", log)
-    ckpt = checkpoint_path(results, cell)
-    if ckpt is not None and outcome.ok:
-        ckpt.unlink(missing_ok=True)
+def _split(
+    done: dict[int, CellOutcome], cells: Sequence[Cell]
+) -> tuple[list[CellOutcome], list[Cell]]:
+    """Outcomes of the finished cells (in cell order) and the cells not finished."""
+    return [done[i] for i in sorted(done)], [c for i, c in enumerate(cells) if i not in done]
 
 
 def _save(results: ResultsDir, cell: Cell, outcome: CellOutcome, log: str) -> None:
