@@ -35,7 +35,7 @@ def validate(
     s = load_suite(suite)
     cells = expand(s)
     if check_data:
-        from memcomp.preflight import preflight
+        from memcomp.exec.plan import preflight
 
         preflight(s, cells, check_data=True)
     console.print(cells_table(cells, f"suite {s.name}: {len(cells)} cells"))
