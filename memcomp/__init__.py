@@ -21,16 +21,16 @@ __version__ = "0.1.0"
 
 # public name -> "module:attribute", imported on first use
 _LAZY = {
-    "load_suite": "memcomp.suite:load_suite",
-    "expand": "memcomp.suite:expand",
-    "filter_cells": "memcomp.suite:filter_cells",
+    "load_suite": "memcomp.config:load_suite",
+    "expand": "memcomp.config:expand",
+    "filter_cells": "memcomp.config:filter_cells",
     "run_suite": "memcomp.exec.api:run_suite",
     "run_cell": "memcomp.engine:run_cell",
     "read_results": "memcomp.results:read_results",
     "ResultsDir": "memcomp.results:ResultsDir",
     "build_report": "memcomp.report:build_report",
-    "Cell": "memcomp.cells:Cell",
-    "Component": "memcomp.cells:Component",
+    "Cell": "memcomp.config.cells:Cell",
+    "Component": "memcomp.config.cells:Component",
     "Learner": "memcomp.learners.base:Learner",
     "LearnerParams": "memcomp.learners.base:LearnerParams",
     "LEARNERS": "memcomp.learners:LEARNERS",

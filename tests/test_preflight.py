@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from memcomp.cli import app
+from memcomp.config import SuiteError, expand, load_suite, suite_from_dict
 from memcomp.exec.plan import check_output, preflight
 from memcomp.measure.device import check_device
-from memcomp.suite import SuiteError, expand, load_suite, suite_from_dict
 
 SUITE = """\
 name: pre

@@ -12,8 +12,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from memcomp.cells import Component
 from memcomp.cli import app
+from memcomp.config import expand, load_suite
+from memcomp.config.cells import Component
 from memcomp.engine import base_row
 from memcomp.report import build_report
 from memcomp.results import read_results
@@ -25,7 +26,6 @@ from memcomp.results.schema import (
     param_columns,
     upgrade_runs,
 )
-from memcomp.suite import expand, load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 LEGACY = ROOT / "tests" / "data" / "results-schema1"  # written by memcomp before schema 2

@@ -22,7 +22,7 @@ def check(
 
     Example: memcomp check budgets/ci.yaml --junit memcomp-budgets.xml
     """
-    from memcomp.check import run_check
+    from memcomp.budgets import run_check
 
     raise typer.Exit(
         run_check(budgets, update=update, junit=junit, device=device.value, console=console)

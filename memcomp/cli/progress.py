@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from memcomp.cells import Cell
 from memcomp.cli.common import short_label
+from memcomp.config.cells import Cell
 from memcomp.results.schema import param_column
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class RichProgress:
 
 def _learner_label(row: dict) -> str:
     """Learner name with the parameters that differ from its defaults, e.g. ``maml(K=3)``."""
-    from memcomp.cells import Component
+    from memcomp.config.cells import Component
     from memcomp.learners import LEARNERS
 
     name = row.get("learner", "?")

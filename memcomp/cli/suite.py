@@ -30,7 +30,7 @@ def validate(
 
       memcomp validate suites/paper-accuracy.yaml --check-data
     """
-    from memcomp.suite import expand, load_suite
+    from memcomp.config import expand, load_suite
 
     s = load_suite(suite)
     cells = expand(s)
@@ -83,7 +83,7 @@ def schema(
 
     Example: memcomp schema --out suite.schema.json
     """
-    from memcomp.suite import suite_json_schema
+    from memcomp.config import suite_json_schema
 
     text = json.dumps(suite_json_schema(), indent=2)
     if out:

@@ -1,6 +1,6 @@
 """Run one cell: build data, backbone and learner, meta-train, measure, evaluate.
 
-Data flows one way: a :class:`~memcomp.cells.Cell` goes in, a :class:`CellOutcome` (one results
+Data flows one way: a :class:`~memcomp.config.Cell` goes in, a :class:`CellOutcome` (one results
 row, the validation curve and per-episode test accuracies) comes out. Failures inside a cell
 (out-of-memory, divergence, any other error) become a row with that status, not an exception.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from memcomp.cells import Cell
+from memcomp.config.cells import Cell
 from memcomp.engine.row import base_row, one_line
 from memcomp.engine.setup import CellSetup, DataCache, setup_cell
 from memcomp.engine.train import (
@@ -29,6 +29,8 @@ from memcomp.engine.train import (
 from memcomp.errors import InputError
 from memcomp.measure.device import resolve_device
 from memcomp.memory import MemoryResult
+
+_MEASURE_DATASETS = DataCache()  # owned here: budget checks measure many cells of one dataset
 
 
 @dataclass
@@ -49,7 +51,9 @@ def measure_cell_memory(
     source: str = "auto",
     datasets: DataCache | None = None,
 ) -> MemoryResult:
-    """Peak memory of ``cell``'s meta-iterations (used by ``memcomp check``)."""
+    """Peak memory of ``cell``'s meta-iterations (used by ``memcomp check``); datasets are loaded
+    once per process into the engine's own cache unless ``datasets`` is given."""
+    datasets = datasets if datasets is not None else _MEASURE_DATASETS
     return measure_memory(setup_cell(cell, resolve_device(device), datasets), iterations, source)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 import memcomp
-from memcomp.cells import Cell
+from memcomp.config.cells import Cell
 from memcomp.measure.device import device_name
 from memcomp.results.schema import component_columns
 

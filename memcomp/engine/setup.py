@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from memcomp.backbones import build_backbone
-from memcomp.cells import Cell
+from memcomp.config.cells import Cell
 from memcomp.data import EpisodeSampler, FewShotDataset, load_dataset
 from memcomp.learners import Learner, build_learner
 

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import torch
 
-from memcomp.cells import Cell
+from memcomp.config.cells import Cell
 from memcomp.data import EpisodeSampler, Task
 from memcomp.engine.checkpoint import load_checkpoint, save_checkpoint
 from memcomp.engine.evaluation import AccuracyStats, evaluate

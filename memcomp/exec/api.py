@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from memcomp.cells import Cell
+from memcomp.config import Suite, expand, filter_cells, load_suite
+from memcomp.config.cells import Cell
 from memcomp.engine import CellOutcome, DataCache
 from memcomp.errors import InputError
 from memcomp.exec.child import load_plugins
@@ -24,7 +25,6 @@ from memcomp.results.resume import (
     version_note,
 )
 from memcomp.results.store import ResultsDir
-from memcomp.suite import Suite, expand, filter_cells, load_suite
 
 
 @dataclass

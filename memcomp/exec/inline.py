@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from memcomp.cells import Cell
+from memcomp.config.cells import Cell
 from memcomp.engine import DataCache, run_cell
 from memcomp.exec.child import apply_memory_limit
 from memcomp.exec.options import BoundProgress, RunOptions, SuiteProgress, checkpoint_path

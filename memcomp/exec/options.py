@@ -8,7 +8,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
-from memcomp.cells import Cell
+from memcomp.config.cells import Cell
 from memcomp.engine import CellOutcome, DataCache
 from memcomp.results.store import ResultsDir
 

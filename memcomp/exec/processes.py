@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import torch
 
-from memcomp.cells import Cell
+from memcomp.config.cells import Cell
 from memcomp.engine import CellOutcome, base_row
 from memcomp.exec.child import PARENT_ENV, cell_to_json, plugin_names
 from memcomp.exec.options import RunOptions, SuiteProgress, checkpoint_path

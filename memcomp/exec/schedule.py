@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from memcomp.cells import Cell
+from memcomp.config.cells import Cell
 from memcomp.engine import CellOutcome
 from memcomp.exec.inline import run_inline
 from memcomp.exec.options import (

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import memcomp
-from memcomp.cells import Cell
+from memcomp.config.cells import Cell
 from memcomp.errors import InputError
 from memcomp.results.schema import SCHEMA_VERSION
 from memcomp.results.store import ResultsDir

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from memcomp.cells import Cell
+from memcomp.config.cells import Cell
 from memcomp.results.store import CorruptResultsError, ResultsDir
 
 
