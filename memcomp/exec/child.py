@@ -31,8 +31,11 @@ from typing import IO, Any
 
 from memcomp.config.cells import Cell
 from memcomp.config.cells import from_json as cell_from_json  # THE cell serialisation
+from memcomp.config.cells import to_json as cell_to_json
 
 PLUGINS_ENV = "MEMCOMP_PLUGINS"
+__all__ = ["cell_from_json", "cell_to_json", "child_main", "load_plugins", "plugin_names"]
+
 PARENT_ENV = "MEMCOMP_PARENT_PID"  # the parent, as the parent saw itself
 
 
