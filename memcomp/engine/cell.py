@@ -28,7 +28,7 @@ from memcomp.engine.train import (
 )
 from memcomp.errors import InputError
 from memcomp.measure.device import resolve_device
-from memcomp.memory import MemoryResult
+from memcomp.measure.memory import MemoryResult
 
 _MEASURE_DATASETS = DataCache()  # owned here: budget checks measure many cells of one dataset
 

@@ -17,8 +17,9 @@ from memcomp.engine.evaluation import AccuracyStats, evaluate
 from memcomp.engine.row import TEST_SEED, VAL_SEED
 from memcomp.engine.setup import CellSetup, make_optimizer
 from memcomp.learners import Learner
-from memcomp.memory import MemoryMeter, MemoryResult
-from memcomp.timing import StepTimer, sync
+from memcomp.measure.memory import MemoryMeter, MemoryResult
+from memcomp.measure.phases import phase
+from memcomp.measure.timing import StepTimer, sync
 
 
 class DivergedError(RuntimeError):
@@ -40,7 +41,7 @@ def meta_step(learner: Learner, opt: torch.optim.Optimizer, tasks: list[Task]) -
     """One meta-iteration: zero grads, meta-gradient, outer update."""
     opt.zero_grad(set_to_none=True)
     stats = learner.meta_backward(tasks)
-    with learner.phase("outer_update"):
+    with phase("outer_update"):
         opt.step()
     return stats
 
@@ -67,7 +68,6 @@ def measure_memory(setup: CellSetup, iterations: int = 2, source: str = "auto") 
         for _ in range(iterations + 1)
     ]
     meter = MemoryMeter(setup.device, source, resident=[learner, opt, batches])
-    learner.phase = meter.phase
     meta_step(learner, opt, batches[0])  # warm-up: optimiser state, allocator, lazy init
     for tasks in batches[1:]:
         with meter.measure():

@@ -1,1 +1,2 @@
-"""Measuring a cell: memory, time, and the device they are measured on."""
+"""Measurement: peak memory (``memory``), step timing (``timing``) and the phase marker the
+learners call (``phases``), and THE device resolver (``device``)."""
