@@ -58,7 +58,7 @@ def calibrate(folder: Path, seconds: float) -> tuple[int, float]:
     import torch
 
     from memcomp.config import expand, load_suite
-    from memcomp.runner import run_cell
+    from memcomp.engine import run_cell
 
     torch.set_num_threads(1)
     cell = expand(load_suite(suite_file(folder, 6, 1)))[0]
@@ -75,11 +75,12 @@ def run_suite(path: Path, out: Path, executor: dict[str, Any]) -> float:
 
     from memcomp.config import expand, load_suite
     from memcomp.exec.executor_options import ExecutorOptions
-    from memcomp.orchestrate import RunOptions, create_results_dir, new_results_dir, run_cells
+    from memcomp.exec.options import RunOptions
+    from memcomp.exec.schedule import run_cells
+    from memcomp.results.manifest import create_results_dir, new_results_dir
 
     cells = expand(load_suite(path))
-    results = new_results_dir(out, "overhead")
-    create_results_dir(results, {"suite": "overhead"})
+    results = create_results_dir(new_results_dir(out, "overhead"), {"suite": "overhead"})
     opts = RunOptions(threads=1, executor=ExecutorOptions(**executor))
     t0 = time.perf_counter()
     outcomes = run_cells(cells, results, torch.device("cpu"), options=opts)

@@ -72,7 +72,7 @@ def test_option_mistakes_exit_2_before_anything_is_written(tmp_path: Path) -> No
     res = run(str(path), "--out", str(out), "--executor", "ray", "--device", "auto")
     assert res.exit_code == 2 and "say cpu or cuda with --executor ray" in res.text
     res = run(str(path), "--out", str(out), "--executor", "nope")
-    assert res.exit_code == 2 and "executor.kind" in res.text and "command line" in res.text
+    assert res.exit_code == 2 and "--executor" in res.text
     assert not out.exists()
 
 

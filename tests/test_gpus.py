@@ -16,7 +16,9 @@ sys.path.insert(0, str(Path(__file__).parent / "cluster"))
 
 from memcomp.config import expand, load_suite  # noqa: E402
 from memcomp.exec.gpus import GpuSlots, gpu_problem, gpu_slots  # noqa: E402
-from memcomp.orchestrate import RunOptions, create_results_dir, new_results_dir, run_cells  # noqa: E402
+from memcomp.exec.options import RunOptions  # noqa: E402
+from memcomp.exec.schedule import run_cells  # noqa: E402
+from memcomp.results.manifest import create_results_dir, new_results_dir  # noqa: E402
 
 
 def test_slots_pin_least_busy_gpu_and_map_visible_ids() -> None:
@@ -78,8 +80,7 @@ def test_children_get_their_gpu_and_rows_say_it(
     log = tmp_path / "steps.jsonl"
     monkeypatch.setenv("MEMCOMP_TEST_ENV_LOG", str(log))
     cells = _cells(tmp_path, 4)
-    results = new_results_dir(tmp_path / "out", "pinning")
-    create_results_dir(results, {"suite": "pinning"})
+    results = create_results_dir(new_results_dir(tmp_path / "out", "pinning"), {"suite": "pinning"})
     gpus = [0, 1] if per_gpu == 1 else [1]
     slots = gpu_slots(gpus, per_gpu, ["7", "9"])
     outcomes = run_cells(cells, results, torch.device("cpu"),

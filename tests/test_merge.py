@@ -10,7 +10,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from memcomp.cli import app
-from memcomp.store import ResultsDir
+from memcomp.results.store import ResultsDir
 
 
 def folder(path: Path, suite: str, rows: list[dict[str, Any]], started: str) -> Path:

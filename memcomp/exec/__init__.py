@@ -1,1 +1,1 @@
-"""Running cells: schedulers (local processes, Ray, SLURM), GPU pinning, merging results."""
+"""Running suites: plan (preflight), schedulers (inline, subprocess) and the cell child."""

@@ -143,3 +143,25 @@ def cluster_device(kind: str, device: str) -> Any:
             "cannot see which devices the cluster's nodes have"
         )
     return torch.device(device)
+
+
+def plan_executor(suite: Any, overrides: dict[str, Any], device: str | None) -> tuple[Any, Any]:
+    """The run's :class:`ExecutorOptions` and, for ray/slurm, the cells' device (None: local,
+    resolved by preflight). ``--gpus`` text is parsed here; the cluster packages must import."""
+    from memcomp.errors import InputError
+
+    overrides = dict(overrides)
+    if isinstance(overrides.get("gpus"), str):
+        try:
+            overrides["gpus"] = parse_gpus(overrides["gpus"])
+        except ValueError as e:
+            raise InputError(str(e)) from None
+    executor = resolve_executor(suite, overrides)
+    if executor.kind in ("ray", "slurm"):
+        from memcomp.exec.ray_executor import ray_missing
+        from memcomp.exec.slurm_executor import slurm_missing
+
+        why = ray_missing() if executor.kind == "ray" else slurm_missing()
+        if why:
+            raise InputError(why)
+    return executor, cluster_device(executor.kind, device or suite.device)

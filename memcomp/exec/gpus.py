@@ -79,3 +79,26 @@ def gpu_slots(gpus: Sequence[int] | str, per_gpu: int, visible: Sequence[str]) -
     """Slots over ``gpus`` (``all``: every visible GPU)."""
     chosen = list(range(len(visible))) if gpus == "all" else list(gpus)
     return GpuSlots(chosen, per_gpu, list(visible))
+
+
+def local_gpu_slots(
+    executor: Any, device: Any, isolation: str, jobs: int, explicit: bool
+) -> GpuSlots | None:
+    """GPU pinning for a local CUDA run in processes (None otherwise). ``explicit``: ``--gpus``
+    (or the suite's ``executor.gpus``) was given. ``--jobs N`` without it keeps its meaning: N
+    cells at once on the first GPU (rows say it is shared)."""
+    from memcomp.errors import InputError
+
+    if executor.kind != "local":
+        return None
+    if device.type != "cuda" or isolation != "process":
+        if explicit:
+            raise InputError("--gpus: needs --device cuda and process isolation")
+        return None
+    visible = visible_gpus()
+    why = gpu_problem(executor.gpus, visible)
+    if why:
+        raise InputError(f"--gpus: {why}")
+    if jobs > 1 and not explicit:
+        return gpu_slots([0], max(jobs, executor.cells_per_gpu), visible)
+    return gpu_slots(executor.gpus, executor.cells_per_gpu, visible)

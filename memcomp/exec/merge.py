@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 
 from memcomp.errors import InputError
-from memcomp.store import CURVE_COLUMNS, EPISODE_COLUMNS, RUN_COLUMNS, ResultsDir, atomic_write_csv
+from memcomp.results.schema import CURVE_COLUMNS, EPISODE_COLUMNS, RUN_COLUMNS
+from memcomp.results.store import ResultsDir, atomic_write_csv
 
 
 @dataclass

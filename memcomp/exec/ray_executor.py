@@ -206,8 +206,8 @@ def run_ray_cells(
     record: Callable[..., None],
 ) -> None:
     """The Ray scheduler with the local schedulers' signature (``opts``: RunOptions)."""
+    from memcomp.exec.child import cell_to_json
     from memcomp.exec.remote import request_base
-    from memcomp.isolation import cell_to_json
 
     ray_opts = opts.executor.ray
     settings = RaySettings(

@@ -1,7 +1,7 @@
 """The unit of work every executor ships: one cell from its JSON request, run in a fresh child.
 
 :func:`run_cell_request` is what a Ray task or a SLURM job calls on the machine that runs the
-cell. It starts ``python -m memcomp.isolation`` exactly as a local run does (fresh process and CUDA
+cell. It starts ``python -m memcomp.exec.child`` exactly as a local run does (fresh process and CUDA
 context, plugins imported, stderr kept), forwards its progress messages to ``on_event`` and returns
 plain JSON data: the results row, curve, episodes and the child's log, so that the driver can write
 the results folder as a local run would, with no shared filesystem.
@@ -16,7 +16,8 @@ from collections.abc import Callable
 from queue import Queue
 from typing import Any
 
-from memcomp.isolation import cell_from_json, exit_description, finish_child, start_child
+from memcomp.exec.child import cell_from_json
+from memcomp.exec.processes import exit_description, finish_child, start_child
 
 
 def now() -> str:
@@ -65,7 +66,7 @@ def run_cell_request(
 
 def request_base(device: Any, opts: Any, threads: int | None) -> dict[str, Any]:
     """What every remote cell's child request shares (``opts``: RunOptions)."""
-    from memcomp.isolation import plugin_names
+    from memcomp.exec.child import plugin_names
 
     return {
         "device": "cuda" if device.type == "cuda" else "cpu",
@@ -79,9 +80,9 @@ def request_base(device: Any, opts: Any, threads: int | None) -> dict[str, Any]:
 def outcome_from_result(
     cell: Any, result: dict[str, Any], device: Any, extra: dict[str, Any] | None = None
 ) -> Any:
-    """The :class:`~memcomp.runner.CellOutcome` of a returned result (an error row when the child
+    """The :class:`~memcomp.engine.CellOutcome` of a returned result (an error row when the child
     died without reporting), with the executor's columns ``extra`` added to the row."""
-    from memcomp.runner import CellOutcome, base_row
+    from memcomp.engine import CellOutcome, base_row
 
     if result.get("row") is not None:
         outcome = CellOutcome(dict(result["row"]), result["curve"], result["episodes"])
@@ -102,7 +103,7 @@ def outcome_from_result(
 
 def failed_outcome(cell: Any, device: Any, error: str, extra: dict[str, Any]) -> Any:
     """An error row for a cell whose executor gave up on it (e.g. its node died too often)."""
-    from memcomp.runner import CellOutcome, base_row
+    from memcomp.engine import CellOutcome, base_row
 
     row = base_row(cell, device)
     row.update(status="error", error=error, finished_at=now(), **extra)

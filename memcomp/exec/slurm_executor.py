@@ -80,10 +80,10 @@ class SlurmCellJob(_Base):  # type: ignore[misc,valid-type]
     def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         import torch
 
+        from memcomp.exec.child import cell_from_json
+        from memcomp.exec.options import save_outcome
         from memcomp.exec.remote import run_cell_request
-        from memcomp.isolation import cell_from_json
-        from memcomp.orchestrate import _save
-        from memcomp.store import ResultsDir
+        from memcomp.results.store import ResultsDir
 
         cell = cell_from_json(request["cell"])
         result = run_cell_request(request)
@@ -94,7 +94,7 @@ class SlurmCellJob(_Base):  # type: ignore[misc,valid-type]
         outcome = outcome_from_result(cell, result, torch.device(self.device), _job_columns(result))
         folder = Path(self.results)
         with results_lock(folder):
-            _save(ResultsDir(folder), cell, outcome, result["log"])
+            save_outcome(ResultsDir(folder), cell, outcome, result["log"])
         return {"row": outcome.row, "curve": outcome.curve, "episodes": outcome.episodes,
                 "log": result["log"]}  # fmt: skip
 
@@ -151,9 +151,9 @@ def run_slurm_cells(
     """Submit ``cells`` as job arrays; with ``slurm.wait`` follow them until each has a row."""
     import submitit
 
+    from memcomp.exec.child import cell_to_json
+    from memcomp.exec.options import checkpoint_path
     from memcomp.exec.remote import request_base
-    from memcomp.isolation import cell_to_json
-    from memcomp.orchestrate import checkpoint_path
 
     slurm = opts.executor.slurm
     folder = Path(results.path)
@@ -237,7 +237,7 @@ def _follow(
 
 def _finished(cell: Any, device: Any, job: Any, state: str, results: Any) -> tuple[Any, str]:
     """The outcome of an ended job: what it returned, else the row it wrote, else an error."""
-    from memcomp.runner import CellOutcome
+    from memcomp.engine import CellOutcome
 
     if state == "COMPLETED":
         with contextlib.suppress(Exception):
@@ -264,7 +264,7 @@ def _finished(cell: Any, device: Any, job: Any, state: str, results: Any) -> tup
 def folder_status(folder: Path) -> list[dict[str, str]]:
     """Every cell of a results folder with its state: its row's status when it has one and no
     job of it is still queued or running, else its SLURM job's state, else ``not started``."""
-    from memcomp.store import ResultsDir
+    from memcomp.results.store import ResultsDir
 
     rd = ResultsDir(folder)
     cells = rd.manifest().get("cells", {})
