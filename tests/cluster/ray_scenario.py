@@ -21,7 +21,7 @@ from pathlib import Path
 from netns import cmdline, namespace_pids
 from ray_cluster import ADDRESS, ray_cluster
 
-MARKER = "memcomp.isolation"  # the command line of a cell child
+MARKER = "memcomp.exec.child"  # the command line of a cell child
 
 
 def memcomp(*args: str) -> list[str]:
