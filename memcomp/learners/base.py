@@ -48,6 +48,7 @@ class StepStats:
 
     loss: Tensor
     cg_residual: Tensor | None = None
+    lower_grad_norm: Tensor | None = None  # ||d g / d phi|| at the last inner step (mean)
 
 
 class Learner(nn.Module):
