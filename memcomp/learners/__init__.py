@@ -21,6 +21,6 @@ def build_learner(name: str, params: dict, backbone: nn.Module, ways: int) -> Le
 
 
 # Built-in learners register themselves on import (one line per module).
-from memcomp.learners import anil, f2sa, imaml, itdbio, maml, mrml, recompute, sama  # noqa: E402, F401
+from memcomp.learners import anil, f2sa, imaml, itdbio, maml, mrml, r2d2, recompute, sama  # noqa: E402, F401
 
 __all__ = ["LEARNERS", "Learner", "LearnerParams", "StepStats", "build_learner"]
