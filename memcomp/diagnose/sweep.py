@@ -61,7 +61,7 @@ def default_sweep(p: Problem) -> list[Config]:
     out += [Config("maml-recompute", {"inner_steps": k, "inner_lr": 0.1}, "K") for k in (3, 10)]
     out += [Config("itd-bio", {**head, "inner_steps": k}, "K") for k in (5, 20, 100, 600)]
     out += [
-        Config("mrml", {**head, "inner_steps": k, "cg_steps": 20}, "K") for k in (5, 20, 100, 400)
+        Config("mrml", {**head, "inner_steps": k, "cg_steps": 20}, "K") for k in (5, 20, 100, 600)
     ]
     out += [Config("mrml", {**head, "inner_steps": 600, "cg_steps": n}, "N") for n in (1, 2, 5, 10)]
     out += [Config("sama", {**head, "inner_steps": k}, "K") for k in (5, 20, 100, 600)]
