@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from memcomp.config import TestConfig
-from memcomp.learners import head
+from memcomp.config.settings import TestConfig
 from memcomp.learners.base import Learner
+from memcomp.numerics import head
 from memcomp.types import Task
 
 

@@ -1,6 +1,6 @@
 """Run one cell: build data, backbone and learner, meta-train, measure, evaluate.
 
-Data flows one way: a :class:`~memcomp.cells.Cell` goes in, a :class:`CellOutcome` (one results
+Data flows one way: a :class:`~memcomp.config.Cell` goes in, a :class:`CellOutcome` (one results
 row, the validation curve and per-episode test accuracies) comes out. Failures inside a cell
 (out-of-memory, divergence, any other error) become a row with that status, not an exception.
 """
@@ -24,12 +24,14 @@ import torch
 
 import memcomp
 from memcomp.backbones import build_backbone
-from memcomp.cells import Cell
+from memcomp.config.cells import Cell
 from memcomp.data import EpisodeSampler, FewShotDataset, Task, load_dataset
 from memcomp.evaluation import AccuracyStats, evaluate
 from memcomp.learners import Learner, build_learner
-from memcomp.memory import MemoryMeter, MemoryResult
-from memcomp.timing import StepTimer, sync
+from memcomp.learners.convergence import divergence_reason
+from memcomp.measure.memory import MemoryMeter, MemoryResult
+from memcomp.measure.phases import phase
+from memcomp.measure.timing import StepTimer, sync
 
 # Fixed episode seeds: every learner and training seed sees the same val/test episodes.
 VAL_SEED = 10_007
@@ -37,10 +39,10 @@ TEST_SEED = 20_011
 
 
 class DivergedError(RuntimeError):
-    """The meta-loss or meta-gradient became NaN or infinite."""
+    """The meta-loss or meta-gradient became NaN or infinite, or CG diverged (``reason``)."""
 
-    def __init__(self, iteration: int) -> None:
-        super().__init__(f"loss or gradient not finite at iteration {iteration}")
+    def __init__(self, iteration: int, reason: str = "loss or gradient not finite") -> None:
+        super().__init__(f"{reason} at iteration {iteration}")
         self.iteration = iteration
 
 
@@ -134,7 +136,7 @@ def meta_step(learner: Learner, opt: torch.optim.Optimizer, tasks: list[Task]) -
     """One meta-iteration: zero grads, meta-gradient, outer update."""
     opt.zero_grad(set_to_none=True)
     stats = learner.meta_backward(tasks)
-    with learner.phase("outer_update"):
+    with phase("outer_update"):
         opt.step()
     return stats
 
@@ -161,7 +163,6 @@ def measure_memory(setup: CellSetup, iterations: int = 2, source: str = "auto") 
         for _ in range(iterations + 1)
     ]
     meter = MemoryMeter(setup.device, source, resident=[learner, opt, batches])
-    learner.phase = meter.phase
     meta_step(learner, opt, batches[0])  # warm-up: optimiser state, allocator, lazy init
     for tasks in batches[1:]:
         with meter.measure():
@@ -276,6 +277,7 @@ def _train_and_test(
     gen = torch.Generator().manual_seed(cell.seed)
     timer = StepTimer(dev, warmup=1)
     residuals: list[torch.Tensor] = []
+    lower_norm: float | None = None  # of the last meta-iteration
     train_seconds = 0.0
     best = -math.inf
     every = tr.checkpoint_every if checkpoint is not None else None
@@ -301,8 +303,13 @@ def _train_and_test(
         timer.stop()
         if not _finite(stats, learner):
             raise DivergedError(it)
+        reason = divergence_reason(stats)
+        if reason is not None:
+            raise DivergedError(it, reason)
         if stats.cg_residual is not None:
             residuals.append(stats.cg_residual.detach().reshape(()))
+        if getattr(stats, "lower_grad_norm", None) is not None:
+            lower_norm = float(stats.lower_grad_norm)
         sync(dev)
         train_seconds += time.perf_counter() - t0
         val_acc = None
@@ -332,6 +339,7 @@ def _train_and_test(
         best_val_acc=best, final_val_acc=out.curve[-1]["val_acc"] if out.curve else None,
         sec_per_iter=timer.median, train_seconds=train_seconds,
         cg_residual=float(residuals[-1]) if residuals else None,
+        lower_grad_norm=lower_norm,
     )  # fmt: skip
 
 

@@ -24,8 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
 
-from memcomp.learners import Learner, head
-from memcomp.learners.imaml import flatten, proximal_descent
+from memcomp.learners import Learner
+from memcomp.learners.imaml import proximal_descent
+from memcomp.numerics import head
+from memcomp.numerics.hvp import flatten
 from memcomp.types import Task
 
 

@@ -23,7 +23,8 @@ from torch import Tensor
 from memcomp.backbones import build_backbone
 from memcomp.diagnose.exact import head_hypergrad, proximal_hypergrad
 from memcomp.learners import Learner, build_learner
-from memcomp.memory import MemoryMeter
+from memcomp.measure.memory import MemoryMeter
+from memcomp.measure.phases import active_meter
 from memcomp.types import Task
 
 Reference = Callable[[Learner, Sequence[Task]], Tensor]
@@ -128,8 +129,7 @@ def cost(
     if not memory:
         return statistics.median(seconds), None
     meter = MemoryMeter("cpu", resident=[learner, list(tasks)])
-    learner.phase = meter.phase
-    with meter.measure():
+    with active_meter(meter.phase), meter.measure():
         meta_gradient(learner, tasks)
     return statistics.median(seconds), meter.result().peak_mb
 

@@ -20,23 +20,11 @@ derivative is ever formed.
 
 from __future__ import annotations
 
-from pydantic import Field
 from torch import Tensor
 
-from memcomp.learners import LEARNERS, head
-from memcomp.learners.head_bilevel import HeadBilevel, HeadBilevelParams, Solution
-
-
-class F2saParams(HeadBilevelParams):
-    """Parameters of ``f2sa``."""
-
-    lam: float = Field(
-        10.0,
-        gt=0,
-        allow_inf_nan=False,
-        description="penalty lambda: phi_lam minimises g + f/lambda; hypergradient error "
-        "O(1/lambda) with exact lower-level solves",
-    )
+from memcomp.learners.family_params import F2saParams
+from memcomp.learners.head_bilevel import HeadBilevel, Solution
+from memcomp.numerics import head
 
 
 def penalised_gd(
@@ -52,14 +40,10 @@ def penalised_gd(
     return w, b
 
 
-@LEARNERS.register(
-    "f2sa",
-    "F2SA/F2BA: fully first-order hypergradient from two head problems (min g, min g + f/lam)",
-    F2saParams,
-)
 class F2sa(HeadBilevel):
     """Fully first-order bilevel learner on the head-only lower level."""
 
+    test_params = {"inner_steps": 5, "inner_lr": 0.5, "lam": 10.0, "l2": 0.1}
     params: F2saParams
 
     def solve(self, zs: Tensor, ys: Tensor, zq: Tensor, yq: Tensor) -> Solution:

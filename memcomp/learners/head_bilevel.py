@@ -11,41 +11,23 @@ provides two steps:
    gradient in ``theta`` is the method's hypergradient estimate; it is back-propagated once.
 
 Peak memory is one forward graph of the backbone, flat in K, as for ``mrml``. Sequential mode
-computes the features twice (without, then with graph); batched mode runs ONE grouped forward
-with graph per chunk and detaches it for step 1 (same values, so the same meta-gradient).
+computes the features twice (without graph in ``inner``, with graph in ``hypergrad``); batched
+mode runs ONE grouped forward with graph per chunk and detaches it for step 1 (same values, so the
+same meta-gradient).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from pydantic import Field
 from torch import Tensor
 
-from memcomp.learners import head
-from memcomp.learners.base import StepStats, mean_loss
-from memcomp.learners.batching import (
-    BatchableLearner,
-    ExecutionParams,
-    grouped_features,
-    task_chunks,
-)
+from memcomp.learners.base import Chunk, ChunkOut, Learner
+from memcomp.learners.batching import grouped_features
+from memcomp.learners.family_params import HeadBilevelParams
+from memcomp.numerics import head
 from memcomp.types import Task
-
-
-class HeadBilevelParams(ExecutionParams):
-    """Parameters shared by the head-level first-order learners."""
-
-    inner_steps: int = Field(20, ge=0, description="lower-level gradient steps K on the head")
-    inner_lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="lower-level step size")
-    l2: float = Field(
-        0.01,
-        ge=0,
-        allow_inf_nan=False,
-        description="(l2/2)||phi||^2 in the lower level; > 0 makes it strongly convex",
-    )
 
 
 @dataclass
@@ -61,7 +43,7 @@ def grad_norm(w_grad: Tensor, b_grad: Tensor) -> Tensor:
     return head.sq_norm(w_grad, b_grad).sqrt()
 
 
-class HeadBilevel(BatchableLearner):
+class HeadBilevel(Learner):
     """Base of head-level learners whose hypergradient is one backward of a surrogate scalar."""
 
     meta_learns_head = False
@@ -85,41 +67,32 @@ class HeadBilevel(BatchableLearner):
         """Step 2: per-task scalar whose theta-gradient is the hypergradient."""
         raise NotImplementedError
 
-    def query_loss(self, zq: Tensor, yq: Tensor, sol: Solution) -> Tensor:
-        """The reported loss: query CE at the first head of ``sol`` (detached)."""
-        return head.loss(zq, yq, sol.heads[0], sol.heads[1]).detach()
-
-    def _meta_backward_sequential(self, tasks: Sequence[Task]) -> StepStats:
-        n = len(tasks)
-        losses, norms = [], []
-        for task in tasks:
-            with self.phase("inner"), torch.no_grad():
+    def inner(self, chunk: Chunk) -> list:
+        """Step 1. Batched: features WITH graph (kept for the one backward), detached copies
+        feed the lower level. Sequential: features without graph."""
+        if not chunk.batched:
+            task = chunk.tasks[0]
+            with torch.no_grad():
                 zs, zq = self.backbone(task.xs), self.backbone(task.xq)
-                sol = self.solve(zs, task.ys, zq, task.yq)
-            with self.phase("hypergrad"), torch.enable_grad():
-                zs_g, zq_g = self.backbone(task.xs), self.backbone(task.xq)
-                (self.surrogate(zs_g, task.ys, zq_g, task.yq, sol) / n).backward()
-            losses.append(self.query_loss(zq, task.yq, sol))
-            norms.append(sol.lower_grad_norm)
-        return StepStats(loss=mean_loss(losses), lower_grad_norm=torch.stack(norms).mean())
+                return [None, None, self.solve(zs, task.ys, zq, task.yq)]
+        zs_g = grouped_features(self.backbone, chunk.images("xs"))
+        zq_g = grouped_features(self.backbone, chunk.images("xq"))
+        sol = self.solve(zs_g.detach(), chunk.stack("ys"), zq_g.detach(), chunk.stack("yq"))
+        return [zs_g, zq_g, sol]
 
-    def _meta_backward_batched(self, tasks: Sequence[Task]) -> StepStats:
-        n = len(tasks)
-        losses, norms = [], []
-        for chunk in task_chunks(tasks, self.params.task_chunk):
-            ys, yq = torch.stack([t.ys for t in chunk]), torch.stack([t.yq for t in chunk])
-            with self.phase("inner"):
-                with torch.enable_grad():  # the graph is kept for the one backward below
-                    zs_g = grouped_features(self.backbone, [t.xs for t in chunk])
-                    zq_g = grouped_features(self.backbone, [t.xq for t in chunk])
-                zs, zq = zs_g.detach(), zq_g.detach()
-                sol = self.solve(zs, ys, zq, yq)
-            with self.phase("hypergrad"), torch.enable_grad():
-                (self.surrogate(zs_g, ys, zq_g, yq, sol).sum() / n).backward()
-            del zs_g, zq_g
-            losses.append(self.query_loss(zq, yq, sol))
-            norms.append(sol.lower_grad_norm)
-        return StepStats(loss=torch.cat(losses).mean(), lower_grad_norm=torch.cat(norms).mean())
+    def hypergrad(self, chunk: Chunk, state: list) -> ChunkOut:
+        """Step 2: the surrogate on features with graph (recomputed when sequential)."""
+        zs, zq, sol = state
+        state.clear()
+        if chunk.batched:
+            ys, yq = chunk.stack("ys"), chunk.stack("yq")
+        else:
+            task = chunk.tasks[0]
+            ys, yq = task.ys, task.yq
+            zs, zq = self.backbone(task.xs), self.backbone(task.xq)
+        loss = head.loss(zq.detach(), yq, sol.heads[0], sol.heads[1])
+        objective = self.surrogate(zs, ys, zq, yq, sol)
+        return ChunkOut(loss=loss, objective=objective, lower_grad_norm=sol.lower_grad_norm)
 
     def adapt_predict(self, task: Task) -> Tensor:
         return self.head_gd_predict(task, self.params.l2)

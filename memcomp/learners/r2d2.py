@@ -17,35 +17,16 @@ not used. ``execution="batched"`` runs the backbone once per chunk over all task
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
-from memcomp.learners import LEARNERS, head
-from memcomp.learners.base import StepStats, mean_loss
-from memcomp.learners.batching import (
-    BatchableLearner,
-    ExecutionParams,
-    grouped_features,
-    task_chunks,
-)
+from memcomp.learners.base import Chunk, ChunkOut, Learner
+from memcomp.learners.batching import grouped_features
+from memcomp.learners.family_params import R2d2Params
+from memcomp.numerics import head
 from memcomp.types import Task
-
-
-class R2d2Params(ExecutionParams):
-    """Parameters of ``r2d2``."""
-
-    inner_steps: int = Field(0, ge=0, description="unused: the head is solved in closed form")
-    lam: float = Field(
-        1.0, gt=0, allow_inf_nan=False, description="ridge strength lambda (initial if learned)"
-    )
-    learn_lam: bool = Field(True, description="meta-learn lambda (through log lambda), as R2D2")
-    scale: float = Field(
-        1.0, allow_inf_nan=False, description="initial output scale of the query logits"
-    )
 
 
 def with_bias(z: Tensor) -> Tensor:
@@ -64,16 +45,12 @@ def ridge_head(zs: Tensor, y: Tensor, lam: Tensor) -> Tensor:
     return x.transpose(-1, -2) @ torch.linalg.solve(gram, y)
 
 
-@LEARNERS.register(
-    "r2d2",
-    "R2D2: ridge-regression head solved per task in closed form (Woodbury), differentiated "
-    "through the solve",
-    R2d2Params,
-)
-class R2d2(BatchableLearner):
+class R2d2(Learner):
     """Backbone + closed-form ridge head; meta-learns the backbone, scale, shift and lambda."""
 
     meta_learns_head = False
+    exact = True
+    test_params = {"lam": 0.5}
     params: R2d2Params
 
     def __init__(self, backbone: nn.Module, ways: int, params: R2d2Params) -> None:
@@ -98,29 +75,20 @@ class R2d2(BatchableLearner):
             .mean(-1)
         )
 
-    def _meta_backward_sequential(self, tasks: Sequence[Task]) -> StepStats:
-        n, losses = len(tasks), []
-        with torch.enable_grad():
-            for task in tasks:
-                with self.phase("hypergrad"):
-                    zs, zq = self.backbone(task.xs), self.backbone(task.xq)
-                    loss = self._loss(zs, task.ys, zq, task.yq)
-                    (loss / n).backward()
-                losses.append(loss.detach())
-        return StepStats(loss=mean_loss(losses))
+    def inner(self, chunk: Chunk) -> None:
+        """No inner loop: the head is solved in closed form inside :meth:`hypergrad`."""
+        return None
 
-    def _meta_backward_batched(self, tasks: Sequence[Task]) -> StepStats:
-        n, losses = len(tasks), []
-        with torch.enable_grad():
-            for chunk in task_chunks(tasks, self.params.task_chunk):
-                ys, yq = torch.stack([t.ys for t in chunk]), torch.stack([t.yq for t in chunk])
-                with self.phase("hypergrad"):
-                    zs = grouped_features(self.backbone, [t.xs for t in chunk])
-                    zq = grouped_features(self.backbone, [t.xq for t in chunk])
-                    loss = self._loss(zs, ys, zq, yq)
-                    (loss.sum() / n).backward()
-                losses.append(loss.detach())
-        return StepStats(loss=torch.cat(losses).mean())
+    def hypergrad(self, chunk: Chunk, state: None) -> ChunkOut:
+        if not chunk.batched:
+            task = chunk.tasks[0]
+            zs, zq = self.backbone(task.xs), self.backbone(task.xq)
+            loss = self._loss(zs, task.ys, zq, task.yq)
+        else:
+            zs = grouped_features(self.backbone, chunk.images("xs"))
+            zq = grouped_features(self.backbone, chunk.images("xq"))
+            loss = self._loss(zs, chunk.stack("ys"), zq, chunk.stack("yq"))
+        return ChunkOut(loss=loss.detach(), objective=loss)
 
     def adapt_predict(self, task: Task) -> Tensor:
         with torch.no_grad():

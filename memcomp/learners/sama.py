@@ -19,39 +19,17 @@ against the exact hypergradient is measured in the tests and by ``memcomp.diagno
 
 from __future__ import annotations
 
-from pydantic import Field
 from torch import Tensor
 
-from memcomp.learners import LEARNERS, head
-from memcomp.learners.head_bilevel import HeadBilevel, HeadBilevelParams, Solution
+from memcomp.learners.family_params import SamaParams
+from memcomp.learners.head_bilevel import HeadBilevel, Solution
+from memcomp.numerics import head
 
 
-class SamaParams(HeadBilevelParams):
-    """Parameters of ``sama``."""
-
-    alpha: float = Field(
-        1.0,
-        gt=0,
-        allow_inf_nan=False,
-        description="inverse base Jacobian approximated by alpha * I (SAMA: identity)",
-    )
-    fd_radius: float = Field(
-        0.01,
-        gt=0,
-        allow_inf_nan=False,
-        description="finite-difference step along v: eps = fd_radius / ||v||",
-    )
-
-
-@LEARNERS.register(
-    "sama",
-    "SAMA: implicit hypergradient, identity base Jacobian, mixed term by central finite "
-    "differences of first-order gradients",
-    SamaParams,
-)
 class Sama(HeadBilevel):
     """Finite-difference implicit learner on the head-only lower level."""
 
+    test_params = {"inner_steps": 5, "inner_lr": 0.5, "l2": 0.1}
     params: SamaParams
 
     def solve(self, zs: Tensor, ys: Tensor, zq: Tensor, yq: Tensor) -> Solution:

@@ -2,7 +2,8 @@
 
 Shared by ``imaml`` and ``mrml``. ``b`` has shape (q,) for one system or (B, q) for B independent
 systems solved together (dot products along the last dimension). In fixed-iteration mode
-(``tol=None``) nothing is read back to the host, so the loop never synchronises a GPU.
+(``tol=None``) nothing is read back to the host, so the loop never synchronises a GPU. CG needs
+a positive-definite matrix: for a softmax head that takes an L2 term (docs/design.md section 3).
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ MatVec = Callable[[Tensor], Tensor]
 
 @dataclass
 class CGResult:
-    """Solution ``x``, iterations run, and relative residual ||A x - b|| / ||b|| per system."""
+    """Solution ``x``, iterations run, relative residual ||A x - b|| / ||b|| per system, and
+    ``curvature`` per system: the smallest Rayleigh quotient ``p'Ap / p'p`` CG met divided by the
+    largest (1 without iterations; <= 0: ``A`` is not positive definite along a search
+    direction; tiny: CG's curvature collapsed, as with a singular system)."""
 
     x: Tensor
     iterations: int
     residual: Tensor
+    curvature: Tensor | None = None
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -51,12 +56,17 @@ def conjugate_gradient(
     p = r.clone()
     rr = _dot(r, r)
     bnorm = b.norm(dim=-1, keepdim=True)
+    qmin, qmax = torch.full_like(rr, torch.inf), torch.full_like(rr, -torch.inf)
     done = 0
     for _ in range(iters):
         if tol is not None and bool((rr.sqrt() <= tol * bnorm).all()):
             break
         ap = matvec(p)
-        alpha = _safe_div(rr, _dot(p, ap))
+        pap, pp = _dot(p, ap), _dot(p, p)
+        q = _safe_div(pap, pp)
+        qmin = torch.where(pp > 0, torch.minimum(qmin, q), qmin)
+        qmax = torch.where(pp > 0, torch.maximum(qmax, q), qmax)
+        alpha = _safe_div(rr, pap)
         x = x + alpha * p
         r = r - alpha * ap
         rr_new = _dot(r, r)
@@ -64,4 +74,9 @@ def conjugate_gradient(
         rr = rr_new
         done += 1
     residual = (matvec(x) - b).norm(dim=-1) / bnorm.squeeze(-1).clamp_min(torch.finfo(b.dtype).tiny)
-    return CGResult(x, done, residual)
+    curvature = torch.where(
+        qmax > 0,
+        qmin / qmax.clamp_min(torch.finfo(b.dtype).tiny),
+        torch.where(qmax > -torch.inf, -1.0, 1.0),
+    )
+    return CGResult(x, done, residual, curvature.squeeze(-1))

@@ -1,5 +1,7 @@
 """Forward-over-reverse Hessian-vector products (``hvp: forward`` of ``imaml`` and ``mrml``).
 
+Used by :mod:`memcomp.numerics.hvp` when a learner asks for ``mode="forward"``.
+
 ``H v`` is the directional derivative of the gradient: ``torch.func.jvp`` over
 ``torch.func.grad`` of the loss, one forward-mode pass through a gradient computation per
 product. The default (``hvp: reverse``) keeps ONE gradient graph alive and back-propagates
@@ -17,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, jvp
 
-from memcomp.learners import head
+from memcomp.numerics import head
 
 HvpMode = Literal["reverse", "forward"]
 LossFn = Callable[[list[Tensor]], Tensor]
@@ -36,14 +38,16 @@ def forward_hvp(loss_fn: LossFn, phi: Sequence[Tensor]) -> Callable[[list[Tensor
 
 
 def head_forward_hvp(
-    z: Tensor, y: Tensor, w: Tensor, b: Tensor, uw: Tensor, ub: Tensor, l2: float = 0.0
+    z: Tensor, w: Tensor, b: Tensor, uw: Tensor, ub: Tensor, l2: float = 0.0
 ) -> tuple[Tensor, Tensor]:
-    """:func:`memcomp.learners.head.hvp` by forward over reverse autodiff of ``head.loss``.
+    """:func:`memcomp.numerics.head.hvp` by forward over reverse autodiff of ``head.loss``.
 
-    Batched heads (B, ...) work too: the loss is summed over tasks, whose Hessian is block
-    diagonal.
+    The cross-entropy Hessian does not depend on the labels (only on their sum per row, 1), so
+    uniform soft labels stand in for them. Batched heads (B, ...) work too: the loss is summed
+    over tasks, whose Hessian is block diagonal.
     """
-    y = head.onehot(y, w.shape[-2], z)
+    ways = w.shape[-2]
+    y = torch.full((*z.shape[:-1], ways), 1.0 / ways, dtype=z.dtype, device=z.device)
 
     def total(w_: Tensor, b_: Tensor) -> Tensor:
         return head.loss(z, y, w_, b_, l2).sum()

@@ -1,0 +1,43 @@
+"""When a meta-gradient cannot be trusted: CG divergence, read from a learner's StepStats.
+
+Fixed-iteration CG on a singular or indefinite system (``mrml l2: 0`` with few shots: the head
+Hessian of softmax cross-entropy is singular) grows geometrically and hands the optimiser a
+meta-gradient of norm 1e14 while the loss stays finite. :func:`divergence_reason` names the two
+symptoms; the runner stops such a cell with ``status=diverged`` and the reason:
+
+* the relative residual ``||A v - b|| / ||b||`` above :data:`RESIDUAL_LIMIT` (1: worse than
+  ``v = 0``);
+* the CG curvature ratio (smallest over largest Rayleigh quotient ``p'Ap / p'p`` seen, see
+  :class:`memcomp.numerics.cg.CGResult`) at or below :data:`CURVATURE_LIMIT`: ``A`` is singular
+  or not positive definite along a search direction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+RESIDUAL_LIMIT = 1.0
+CURVATURE_LIMIT = 1e-12
+FIX = "make the lower level strongly convex: raise l2 (mrml) or lam / damping (imaml)"
+
+
+def divergence_reason(stats: Any) -> str | None:
+    """Why ``stats`` (a :class:`~memcomp.learners.driver.StepStats`) shows CG diverging, or None.
+
+    Reads one or two scalars back to the host.
+    """
+    residual = getattr(stats, "cg_residual", None)
+    if residual is not None:
+        r = float(residual)
+        if not math.isfinite(r) or r > RESIDUAL_LIMIT:
+            return f"CG diverged: relative residual {r:.3g} > {RESIDUAL_LIMIT:g}; {FIX}"
+    curvature = getattr(stats, "cg_curvature", None)
+    if curvature is not None:
+        c = float(curvature)
+        if not c > CURVATURE_LIMIT:
+            return (
+                f"CG curvature collapsed: min/max p'Ap/p'p = {c:.3g} <= {CURVATURE_LIMIT:g} "
+                f"(singular or indefinite system); {FIX}"
+            )
+    return None
