@@ -21,7 +21,8 @@ MatVec = Callable[[Tensor], Tensor]
 class CGResult:
     """Solution ``x``, iterations run, relative residual ||A x - b|| / ||b|| per system, and
     ``curvature`` per system: the smallest Rayleigh quotient ``p'Ap / p'p`` CG met divided by the
-    largest (1 without iterations; <= 0: ``A`` is not positive definite along a search
+    largest, over the iterations whose residual is above rounding (1 without iterations; <= 0:
+    ``A`` is not positive definite along a search
     direction; tiny: CG's curvature collapsed, as with a singular system)."""
 
     x: Tensor
@@ -62,10 +63,13 @@ def conjugate_gradient(
         if tol is not None and bool((rr.sqrt() <= tol * bnorm).all()):
             break
         ap = matvec(p)
-        pap, pp = _dot(p, ap), _dot(p, p)
-        q = _safe_div(pap, pp)
-        qmin = torch.where(pp > 0, torch.minimum(qmin, q), qmin)
-        qmax = torch.where(pp > 0, torch.maximum(qmax, q), qmax)
+        pap = _dot(p, ap)
+        # Rayleigh quotient of the search direction, while the residual is above rounding
+        # (a converged system's tiny p would underflow p'Ap in float32)
+        q = _safe_div(pap, _dot(p, p))
+        live = rr.sqrt() > 10 * torch.finfo(b.dtype).eps * bnorm
+        qmin = torch.where(live, torch.minimum(qmin, q), qmin)
+        qmax = torch.where(live, torch.maximum(qmax, q), qmax)
         alpha = _safe_div(rr, pap)
         x = x + alpha * p
         r = r - alpha * ap
