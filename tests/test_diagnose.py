@@ -76,3 +76,21 @@ def test_main_writes_csv_and_figure(tmp_path, monkeypatch) -> None:
     assert rows["learner"].tolist() == ["mrml"] and rows["rel_error"][0] > 0
     assert rows["peak_mem_mb"][0] > 0
     assert (tmp_path / "hypergrad-error.png").stat().st_size > 1000
+
+
+def test_memory_vs_k_figure_from_a_runs_table() -> None:
+    from memcomp.diagnose.plot import plot_memory_vs_k
+
+    runs = pd.DataFrame(
+        {
+            "learner": ["maml"] * 3 + ["mrml"] * 3,
+            "inner_steps": [5, 10, 20] * 2,
+            "peak_mem_mb": [10.0, 20.0, 40.0, 3.0, 3.0, 3.0],
+            "status": ["ok"] * 6,
+            "mem_source": ["cpu-estimate"] * 6,
+        }
+    )
+    fig = plot_memory_vs_k(runs)
+    (ax,) = fig.axes
+    assert [line.get_label() for line in ax.get_lines()] == ["maml", "mrml"]
+    assert list(ax.get_lines()[0].get_ydata()) == [10.0, 20.0, 40.0]

@@ -33,3 +33,23 @@ def plot_error_frontier(rows: pd.DataFrame) -> Figure:
     fig.suptitle("Hypergradient error against cost (same weights and tasks)")
     fig.tight_layout()
     return fig
+
+
+def plot_memory_vs_k(runs: pd.DataFrame) -> Figure:
+    """Peak memory (log) against inner steps K (log), one line per learner, from a runs table
+    (``learner``, ``inner_steps`` or ``learner.inner_steps``, ``peak_mem_mb``): linear, sqrt and
+    flat growth are straight lines of slope 1, 1/2 and 0."""
+    k = "learner.inner_steps" if "learner.inner_steps" in runs.columns else "inner_steps"
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for learner, group in runs[runs["status"] == "ok"].groupby("learner", sort=False):
+        group = group.sort_values(k)
+        ax.plot(group[k], group["peak_mem_mb"], marker="o", label=learner)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("inner-loop steps K")
+    ax.set_ylabel(f"peak memory above baseline (MB, {runs['mem_source'].iloc[0]})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Memory families: 32x32 Conv4-64, 5-way 5-shot, one task")
+    fig.tight_layout()
+    return fig
