@@ -54,6 +54,13 @@ def test_imaml_unstable_proximal_steps_are_a_validation_error() -> None:
     assert model(inner_lr=0.5, lam=3.9).lam == 3.9
 
 
+def test_truncated_cg_on_a_well_posed_system_is_not_divergence() -> None:
+    """3 CG steps with l2 = 0.01: residual above 1 (CG's residual is not monotone), fine."""
+    stats = tiny_learner("mrml", {"inner_steps": 5, "cg_steps": 3}).meta_backward(tiny_tasks(2))
+    assert float(stats.cg_residual) > 1
+    assert divergence_reason(stats) is None
+
+
 def test_singular_head_system_is_reported_as_divergence() -> None:
     """mrml without L2 and 1 shot: the head Hessian is singular; with L2 it is not."""
     tasks = tiny_tasks(2, shots=1)
@@ -71,8 +78,8 @@ def test_singular_head_system_is_reported_as_divergence() -> None:
 def test_divergence_reason_thresholds() -> None:
     one = torch.tensor(1.0)
     assert divergence_reason(StepStats(loss=one)) is None
-    assert divergence_reason(StepStats(loss=one, cg_residual=torch.tensor(0.5))) is None
-    assert "residual 3" in divergence_reason(StepStats(loss=one, cg_residual=torch.tensor(3.0)))
+    assert divergence_reason(StepStats(loss=one, cg_residual=torch.tensor(5.0))) is None
+    assert "residual 300" in divergence_reason(StepStats(loss=one, cg_residual=torch.tensor(300.0)))
     assert "residual nan" in divergence_reason(
         StepStats(loss=one, cg_residual=torch.tensor(float("nan")))
     )
