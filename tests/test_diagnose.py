@@ -94,3 +94,16 @@ def test_memory_vs_k_figure_from_a_runs_table() -> None:
     (ax,) = fig.axes
     assert [line.get_label() for line in ax.get_lines()] == ["maml", "mrml"]
     assert list(ax.get_lines()[0].get_ydata()) == [10.0, 20.0, 40.0]
+
+
+def test_cli_diagnose_command(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    import memcomp.diagnose.__main__ as entry
+    from memcomp.cli import app
+
+    monkeypatch.setattr(entry, "default_sweep", lambda p: [Config("sama", {"inner_steps": 3})])
+    monkeypatch.setattr(entry, "Problem", lambda: SMALL)
+    res = CliRunner().invoke(app, ["diagnose", "--out", str(tmp_path), "--repeats", "1"])
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(tmp_path / "hypergrad-error.csv")["learner"].tolist() == ["sama"]
