@@ -83,8 +83,11 @@ def test_divergence_reason_thresholds() -> None:
     assert "residual nan" in divergence_reason(
         StepStats(loss=one, cg_residual=torch.tensor(float("nan")))
     )
-    low = StepStats(loss=one, cg_residual=torch.tensor(0.1), cg_curvature=torch.tensor(-0.2))
-    assert "curvature collapsed" in divergence_reason(low)
+    for c in (3e-13, -3e-33, float("nan")):
+        low = StepStats(loss=one, cg_residual=torch.tensor(0.1), cg_curvature=torch.tensor(c))
+        assert "curvature collapsed" in divergence_reason(low)
+    indefinite = StepStats(loss=one, cg_residual=torch.tensor(0.1), cg_curvature=torch.tensor(-0.6))
+    assert divergence_reason(indefinite) is None  # left to the residual limit
 
 
 def test_cg_curvature_of_spd_and_indefinite_systems() -> None:
