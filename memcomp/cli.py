@@ -6,6 +6,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -180,16 +181,23 @@ def report(
     results: Path = typer.Argument(..., help="A results folder written by `memcomp run`."),
     out: Path = typer.Option(None, "--out", help="Report folder (default RESULTS/report)."),
     fmt: str = typer.Option("md,csv", "--format", help="Table formats: any of md,tex,csv."),
+    html: bool = typer.Option(
+        True, "--html/--no-html", help="Also write one self-contained report.html (default on)."
+    ),
 ) -> None:
     """Tables and plots mirroring the paper: accuracy, memory vs K, accuracy vs time, TTA.
 
-    RESULTS may be a run folder or a suite folder (its newest run is used).
+    RESULTS may be a run folder or a suite folder (its newest run is used). With --html (the
+    default) it also writes report.html; a suite folder, or a folder of suite folders
+    (results/), also gets index.html linking every run's page.
 
     Examples:
 
       memcomp report results/quickstart
 
       memcomp report results/quickstart/20261127-101500 --format md,tex,csv
+
+      memcomp report results/
     """
     from memcomp.report import build_report, print_report
 
@@ -197,9 +205,24 @@ def report(
     bad = [f for f in formats if f not in ("md", "tex", "csv")]
     if bad:
         raise InputError(f"--format: unknown format {bad[0]!r}; use a comma list of md, tex, csv")
+    # --- HTML report and results index (issue 14) ---
+    from memcomp.report.html import build_html_page, write_html_report
+    from memcomp.report.index import find_runs, write_index
+
+    below = [] if (results / "runs.csv").exists() else find_runs(results)
+    if below and html and not any(p.parent == results for p in below):
+        index = write_index(results, out, lambda run: build_html_page(run, formats))
+        console.print(f"{len(below)} runs; index.html: {index}")
+        return
     results = resolve_results_dir(results)
     rep = build_report(results, out, formats)
     print_report(rep, console)
+    if html:
+        page = write_html_report(results, rep, out if out is not None else results / "report")
+        if below:
+            index = write_index(results.parent, None, lambda run: build_html_page(run, formats))
+            console.print(f"index.html: {index}")
+        console.print(f"report.html: {page}")
 
 
 def resolve_results_dir(path: Path) -> Path:
@@ -214,6 +237,57 @@ def resolve_results_dir(path: Path) -> Path:
         f"{path}: no runs.csv here or in its subfolders; pass a folder written by "
         "`memcomp run` (results/<suite>/<timestamp>) or its suite folder (results/<suite>)"
     )
+
+
+class FailOn(str, Enum):
+    never = "never"
+    regression = "regression"
+
+
+@app.command()
+@handle_errors
+def compare(
+    base: Path = typer.Argument(..., help="Reference results folder (or suite folder: newest)."),
+    new: Path = typer.Argument(..., help="Results folder to judge against BASE."),
+    html: Path = typer.Option(None, "--html", help="Also write the comparison page to FILE."),
+    fail_on: FailOn = typer.Option(
+        FailOn.never, "--fail-on", help="regression: exit 1 when a metric regressed beyond noise."
+    ),
+    junit: Path = typer.Option(None, "--junit", help="Write JUnit XML to this file."),
+    alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="Significance level."),
+    time_tol: float = typer.Option(
+        0.10, "--time-tolerance", min=0.0, help="Smallest relative time change that counts."
+    ),
+    memory_tol: float = typer.Option(
+        0.05, "--memory-tolerance", min=0.0, help="Smallest relative memory change that counts."
+    ),
+) -> None:
+    """Accuracy, peak memory, s/iter and time to accuracy of two runs side by side, with verdicts.
+
+    Cells are matched by id, or by configuration when ids differ. See README "memcomp compare"
+    for the noise rules.
+
+    Examples:
+
+      memcomp compare results/quickstart/20261201-090000 results/quickstart/20261202-090000
+
+      memcomp compare base/ new/ --fail-on regression --junit compare.xml --html compare.html
+    """
+    from memcomp.report.compare import Thresholds, compare_results, print_comparison, write_junit
+    from memcomp.report.compare_html import write_compare_html
+
+    base, new = resolve_results_dir(base), resolve_results_dir(new)
+    th = Thresholds(alpha=alpha, memory=memory_tol, time=time_tol)
+    cmp = compare_results(base, new, th)
+    print_comparison(cmp, console)
+    if junit is not None:
+        write_junit(cmp, junit)
+        console.print(f"wrote {junit}")
+    if html is not None:
+        console.print(f"compare.html: {write_compare_html(cmp, html)}")
+    if not cmp.matched:
+        raise InputError(f"{base} and {new}: no cell matches by id or by configuration")
+    raise typer.Exit(1 if fail_on == FailOn.regression and cmp.regressions else 0)
 
 
 @app.command("list")
