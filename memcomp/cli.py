@@ -212,7 +212,7 @@ def report(
     below = [] if (results / "runs.csv").exists() else find_runs(results)
     if below and html and not any(p.parent == results for p in below):
         index = write_index(results, out, lambda run: build_html_page(run, formats))
-        console.print(f"{len(below)} runs; index.html: {index}")
+        console.print(escape(f"{len(below)} runs; index.html: {index}"), soft_wrap=True)
         return
     results = resolve_results_dir(results)
     rep = build_report(results, out, formats)
@@ -221,8 +221,8 @@ def report(
         page = write_html_report(results, rep, out if out is not None else results / "report")
         if below:
             index = write_index(results.parent, None, lambda run: build_html_page(run, formats))
-            console.print(f"index.html: {index}")
-        console.print(f"report.html: {page}")
+            console.print(escape(f"index.html: {index}"), soft_wrap=True)
+        console.print(escape(f"report.html: {page}"), soft_wrap=True)
 
 
 def resolve_results_dir(path: Path) -> Path:
@@ -282,9 +282,9 @@ def compare(
     print_comparison(cmp, console)
     if junit is not None:
         write_junit(cmp, junit)
-        console.print(f"wrote {junit}")
+        console.print(escape(f"wrote {junit}"), soft_wrap=True)
     if html is not None:
-        console.print(f"compare.html: {write_compare_html(cmp, html)}")
+        console.print(escape(f"compare.html: {write_compare_html(cmp, html)}"), soft_wrap=True)
     if not cmp.matched:
         raise InputError(f"{base} and {new}: no cell matches by id or by configuration")
     raise typer.Exit(1 if fail_on == FailOn.regression and cmp.regressions else 0)
