@@ -279,14 +279,14 @@ def compare(
     base, new = resolve_results_dir(base), resolve_results_dir(new)
     th = Thresholds(alpha=alpha, memory=memory_tol, time=time_tol)
     cmp = compare_results(base, new, th)
+    if not cmp.matched:
+        raise InputError(f"{base} and {new}: no cell matches by id or by configuration")
     print_comparison(cmp, console)
     if junit is not None:
         write_junit(cmp, junit)
         console.print(escape(f"wrote {junit}"), soft_wrap=True)
     if html is not None:
         console.print(escape(f"compare.html: {write_compare_html(cmp, html)}"), soft_wrap=True)
-    if not cmp.matched:
-        raise InputError(f"{base} and {new}: no cell matches by id or by configuration")
     raise typer.Exit(1 if fail_on == FailOn.regression and cmp.regressions else 0)
 
 

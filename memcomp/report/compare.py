@@ -64,6 +64,7 @@ class Change:
     verdict: str
     test: str
     p_value: float = math.nan
+    cell_id: str = ""
 
 
 @dataclass
@@ -84,7 +85,7 @@ class Comparison:
 
     def frame(self) -> pd.DataFrame:
         """The changes as a table (one row per cell and metric)."""
-        cols = ["cell", "metric", "base", "new", "change", "verdict", "test", "p_value"]
+        cols = ["cell", "metric", "base", "new", "change", "verdict", "test", "p_value", "cell_id"]
         return pd.DataFrame([vars(c) for c in self.changes], columns=cols)
 
 
@@ -274,6 +275,24 @@ def _cell_name(row: pd.Series) -> str:
     return f"{row.get('variant')} | {row.get('setting')} | seed {seed}"
 
 
+def _pair_changes(
+    cell: str, b: pd.Series, n: pd.Series, eps: tuple[np.ndarray, np.ndarray],
+    curves: tuple[pd.DataFrame, pd.DataFrame], target: float, th: Thresholds,
+) -> list[Change]:  # fmt: skip
+    """The changes of one matched cell; a cell that failed on either side has only its status."""
+    sb, sn = str(b["status"]), str(n["status"])
+    if sb != "ok" or sn != "ok":
+        verdict = REGRESSION if sb == "ok" else (IMPROVEMENT if sn == "ok" else WITHIN)
+        test = "status (a failed cell has no measurements to compare)"
+        return [Change(cell, "status", sb, sn, math.nan, verdict, test)]
+    return [
+        accuracy_change(cell, *eps, b, n, th),
+        memory_change(cell, b, n, th),
+        time_change(cell, b, n, *curves, th),
+        tta_change(cell, target, *curves, th),
+    ]
+
+
 def compare_results(base: Path, new: Path, thresholds: Thresholds | None = None) -> Comparison:
     """Compare two results folders cell by cell (see the module docstring for the rules)."""
     th = thresholds or Thresholds()
@@ -288,26 +307,13 @@ def compare_results(base: Path, new: Path, thresholds: Thresholds | None = None)
     by_b, by_n = runs_b.set_index("cell_id"), runs_n.set_index("cell_id")
     for bid, nid, _how in out.matched:
         b, n = by_b.loc[bid], by_n.loc[nid]
-        cell = _cell_name(b)
-        if b["status"] != n["status"]:
-            verdict = REGRESSION if b["status"] == "ok" else WITHIN
-            verdict = IMPROVEMENT if n["status"] == "ok" else verdict
-            out.changes.append(
-                Change(cell, "status", b["status"], n["status"], math.nan, verdict, "status")
-            )
-            if n["status"] != "ok" or b["status"] != "ok":
-                continue
-        if b["status"] != "ok":
-            continue
         acc = (eps_b[eps_b["cell_id"] == bid], eps_n[eps_n["cell_id"] == nid])
         a_b, a_n = (e.sort_values("episode")["acc"].to_numpy(float) for e in acc)
         cb, cn = cur_b[cur_b["cell_id"] == bid], cur_n[cur_n["cell_id"] == nid]
-        out.changes += [
-            accuracy_change(cell, a_b, a_n, b, n, th),
-            memory_change(cell, b, n, th),
-            time_change(cell, b, n, cb, cn, th),
-            tta_change(cell, float(targets.get(bid, math.nan)), cb, cn, th),
-        ]
+        target = float(targets.get(bid, math.nan))
+        for change in _pair_changes(_cell_name(b), b, n, (a_b, a_n), (cb, cn), target, th):
+            change.cell_id = bid
+            out.changes.append(change)
     return out
 
 
