@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from memcomp.data.realdata import read_split_list
+from memcomp.data.decoding import read_split_list
 
 SPLITS = ("train", "val", "test")
 

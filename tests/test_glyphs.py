@@ -14,15 +14,18 @@ import torch.nn.functional as F
 from matplotlib import ft2font
 
 from memcomp.data import DATASETS, EpisodeSampler, load_dataset
+from memcomp.data import glyph_fonts as gf
 from memcomp.data import glyphs as g
 from memcomp.data.base import SPLITS
 from memcomp.data.cache import (
+    arrays_sha256,
     cache_dir,
     channel_stats,
     data_root,
-    load_tensors,
-    save_tensors,
-    tensors_checksum,
+    read_cache,
+    splits_checksum,
+    verify_cache,
+    write_cache,
 )
 from memcomp.errors import DataError
 
@@ -68,36 +71,54 @@ def test_cache_dirs_follow_env(monkeypatch, tmp_path):
     assert data_root() == Path.home() / ".cache" / "memcomp" / "data"
 
 
-def test_save_load_roundtrip_and_damage(tmp_path):
-    t = {"a": torch.arange(10, dtype=torch.uint8), "b": torch.randn(3, 4)}
-    path = tmp_path / "sub" / "x.pt"
-    checksum = save_tensors(path, t, {"k": [1, 2]})
-    assert checksum == tensors_checksum(t)
-    assert [p.name for p in path.parent.iterdir()] == ["x.pt"]  # no temp file left behind
-    tensors, meta = load_tensors(path)
-    assert meta == {"k": [1, 2]}
-    assert all(torch.equal(tensors[k], t[k]) for k in t)
-    # a tensor changed behind the checksum's back is rejected
-    payload = torch.load(path, weights_only=True)
-    payload["tensors"]["a"][0] = 99
-    torch.save(payload, path)
-    assert load_tensors(path) is None
-    # garbage bytes and a missing file are rejected too
-    path.write_bytes(b"not a torch file")
-    assert load_tensors(path) is None
-    assert load_tensors(tmp_path / "missing.pt") is None
+def _splits(seed: int = 0) -> list:
+    rng = np.random.default_rng(seed)
+    return [
+        (sp, rng.integers(0, 256, (6, 2, 3, 3), dtype=np.uint8), np.arange(6) // 2, list("abc"))
+        for sp in SPLITS
+    ]
 
 
-def test_checksum_sees_names_dtypes_shapes_and_bytes():
-    base = {"x": torch.zeros(2, 3, dtype=torch.uint8)}
-    ref = tensors_checksum(base)
-    assert tensors_checksum({"y": base["x"]}) != ref
-    assert tensors_checksum({"x": base["x"].reshape(3, 2)}) != ref
-    assert tensors_checksum({"x": base["x"].to(torch.int8)}) != ref
-    changed = base["x"].clone()
-    changed[1, 2] = 1
-    assert tensors_checksum({"x": changed}) != ref
-    assert tensors_checksum({"x": base["x"].clone()}) == ref
+def test_write_read_roundtrip_and_damage(tmp_path):
+    splits = _splits()
+    path = tmp_path / "sub" / "x"
+    meta = write_cache(path, splits, {"k": [1, 2]})
+    assert [p.name for p in path.parent.iterdir()] == ["x"]  # no temp folder left behind
+    assert meta["sha256"] == splits_checksum({s: (x, y) for s, x, y, _ in splits})
+    got = read_cache(path, verify=True)
+    assert got is not None and got[0]["k"] == [1, 2]
+    assert got[0]["splits"]["val"]["class_names"] == ["a", "b", "c"]
+    for s, x, y, _ in splits:
+        assert np.array_equal(got[1][s][0], x) and np.array_equal(got[1][s][1], y)
+    assert verify_cache(path) is True
+    # an array changed behind the checksum's back is rejected when verifying
+    x = np.load(path / "test_images.npy")
+    x[0, 0, 0, 0] ^= 0xFF
+    np.save(path / "test_images.npy", x)
+    assert read_cache(path, verify=True) is None and verify_cache(path) is False
+    # garbage bytes, a missing array and a missing folder are rejected too
+    (path / "val_labels.npy").write_bytes(b"not an npy file")
+    assert read_cache(path) is None
+    (path / "val_labels.npy").unlink()
+    assert read_cache(path) is None
+    assert read_cache(tmp_path / "missing") is None and verify_cache(tmp_path / "missing") is None
+    with pytest.raises(ValueError, match="expected"):  # all three splits are required
+        write_cache(tmp_path / "y", splits[:2], {})
+    assert not (tmp_path / "y").exists() and not list(tmp_path.glob(".y*"))
+
+
+def test_checksum_sees_dtypes_shapes_and_bytes():
+    x, y = np.zeros((2, 1, 2, 3), np.uint8), np.zeros(2, np.int64)
+    ref = arrays_sha256(x, y).hexdigest()
+    assert arrays_sha256(x.reshape(2, 1, 3, 2), y).hexdigest() != ref
+    assert arrays_sha256(x.astype(np.int8), y).hexdigest() != ref
+    changed = x.copy()
+    changed[1, 0, 1, 2] = 1
+    assert arrays_sha256(changed, y).hexdigest() != ref
+    assert arrays_sha256(x, y + 1).hexdigest() != ref
+    assert arrays_sha256(torch.from_numpy(x.copy()), y).hexdigest() == ref  # tensors alike
+    base = {s: (x, y) for s in SPLITS}
+    assert splits_checksum(base) != splits_checksum({**base, "val": (changed, y)})
 
 
 def test_channel_stats_exact():
@@ -111,34 +132,35 @@ def test_channel_stats_exact():
     )
     ref_std = y.std((0, 2, 3), unbiased=False)
     torch.testing.assert_close(torch.tensor(std, dtype=torch.float64), ref_std, rtol=0, atol=1e-12)
+    assert channel_stats(x.numpy()) == (mean, std)  # numpy arrays and memory maps alike
 
 
 # --- glyph selection -------------------------------------------------------------------------
 
 
 def test_candidates_are_base_letters_of_three_scripts():
-    assert g.is_candidate(ord("A")) and g.is_candidate(ord("ж")) and g.is_candidate(ord("λ"))
-    assert not g.is_candidate(ord("É"))  # decomposes into E + accent
-    assert not g.is_candidate(ord("7")) and not g.is_candidate(ord("א"))  # digit, Hebrew
-    assert not g.is_candidate(ord("ʰ"))  # modifier letter (Lm)
+    assert gf.is_candidate(ord("A")) and gf.is_candidate(ord("ж")) and gf.is_candidate(ord("λ"))
+    assert not gf.is_candidate(ord("É"))  # decomposes into E + accent
+    assert not gf.is_candidate(ord("7")) and not gf.is_candidate(ord("א"))  # digit, Hebrew
+    assert not gf.is_candidate(ord("ʰ"))  # modifier letter (Lm)
 
 
 def test_symbol_fonts_are_rejected_by_glyph_name():
-    assert g.letter_codes(_font("cmex10.ttf")) == []  # letter codes carry bracket pieces
-    cmsy = g.letter_codes(_font("cmsy10.ttf"))  # capitals are letters, lowercase are symbols
+    assert gf.letter_codes(_font("cmex10.ttf")) == []  # letter codes carry bracket pieces
+    cmsy = gf.letter_codes(_font("cmsy10.ttf"))  # capitals are letters, lowercase are symbols
     assert cmsy == [ord(c) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
-    assert g.letter_codes(_font("LastResortHE-Regular.ttf")) == []
-    sans = g.letter_codes(_font("DejaVuSans.ttf"))
+    assert gf.letter_codes(_font("LastResortHE-Regular.ttf")) == []
+    sans = gf.letter_codes(_font("DejaVuSans.ttf"))
     assert {ord(c) for c in "aZΩжß"} <= set(sans)
 
 
 def test_render_layout_and_blank():
     ft = _font("DejaVuSans.ttf")
-    ft.set_size(g.EM * 64, 72)
-    assert g.render(ft, " ", 64) is None
-    o, big_o, p = (g.render(ft, c, 64) for c in "oOp")
+    ft.set_size(gf.EM * 64, 72)
+    assert gf.render(ft, " ", 64) is None
+    o, big_o, p = (gf.render(ft, c, 64) for c in "oOp")
     rows = [np.flatnonzero(im.max(1)) for im in (o, big_o, p)]
-    base = round(g.BASELINE * 64)
+    base = round(gf.BASELINE * 64)
     assert abs(rows[0][-1] - base) <= 2 and abs(rows[1][-1] - base) <= 2  # sit on the baseline
     assert rows[2][-1] > base + 8  # descender below it
     assert rows[1][0] < rows[0][0] - 5  # capital taller than lowercase
@@ -148,7 +170,7 @@ def test_render_layout_and_blank():
 
 def test_lookalike_groups_merge_identical_pictures_only():
     rng = np.random.default_rng(0)
-    a, b, c = (rng.integers(0, 256, (g.CHECK_SIZE,) * 2, dtype=np.uint8) for _ in range(3))
+    a, b, c = (rng.integers(0, 256, (gf.CHECK_SIZE,) * 2, dtype=np.uint8) for _ in range(3))
     renders = {
         65: {0: a, 1: a, 2: b},
         913: {0: a, 1: a},  # same picture as 65 in both common fonts
@@ -156,7 +178,7 @@ def test_lookalike_groups_merge_identical_pictures_only():
         67: {0: b, 1: c},  # like 66 in one font of two: merged (half the common fonts)
         68: {2: a},  # no font in common with 913
     }
-    groups = g.lookalike_groups(renders)
+    groups = gf.lookalike_groups(renders)
     assert sorted(groups) == sorted([[65, 913], [66, 67], [68]])
 
 
@@ -222,10 +244,23 @@ def test_shapes_labels_and_manifest(glyphs):
     tensors = {
         f"{s}/{k}": getattr(glyphs.split(s), k) for s in SPLITS for k in ("images", "labels")
     }
-    assert m["checksum"] == tensors_checksum(tensors)
+    assert m["checksum"] == splits_checksum(
+        {s: (tensors[f"{s}/images"], tensors[f"{s}/labels"]) for s in SPLITS}
+    )
     mean, std = channel_stats(glyphs.split("train").images)
     assert glyphs.mean == pytest.approx(mean) and glyphs.std == pytest.approx(std)
     assert 0.03 < glyphs.mean[0] < 0.3 and glyphs.std[0] > 0.1
+
+
+def test_declared_supply_matches_the_build(glyphs):
+    """The torch-free declaration (memcomp.data.params.GLYPH_CLASSES) that `validate` uses."""
+    supply = g.GlyphsParams().supply()
+    assert supply.classes == glyphs.manifest["n_classes"]
+    assert supply.per_class == 20 and (supply.channels, supply.image_size) == (1, 28)
+    groups = gf.lookalike_groups(
+        {c: r for c, r in gf.check_renders(gf.open_fonts("bundled")).items() if len(r) >= 12}
+    )
+    assert sum(g.GlyphsParams(min_fonts=12).supply().classes.values()) == len(groups)
 
 
 def test_splits_are_disjoint_and_lookalikes_merged(glyphs):
@@ -247,8 +282,8 @@ def test_no_two_identical_classes_in_a_split(glyphs):
     """
     fonts = [_font(f["file"]) for f in glyphs.manifest["fonts"]]
     for ft in fonts:
-        ft.set_size(g.EM * 24, 72)
-    codes = [set(g.letter_codes(ft)) for ft in fonts]
+        ft.set_size(gf.EM * 24, 72)
+    codes = [set(gf.letter_codes(ft)) for ft in fonts]
     for s in SPLITS:
         reps = [n.split("/")[0] for n in glyphs.split(s).class_names]
         x = np.zeros((len(fonts), len(reps), 24 * 24))
@@ -256,7 +291,7 @@ def test_no_two_identical_classes_in_a_split(glyphs):
         for i, ch in enumerate(reps):
             for k, ft in enumerate(fonts):
                 if ord(ch) in codes[k]:
-                    x[k, i] = g.render(ft, ch, 24).reshape(-1) / 255
+                    x[k, i] = gf.render(ft, ch, 24).reshape(-1) / 255
                     have[k, i] = True
         sq = (x * x).sum(-1)
         tot = sq[:, :, None] + sq[:, None, :] + 1e-12
@@ -281,7 +316,7 @@ def test_prototypes_on_raw_pixels_beat_chance_but_not_trivially(glyphs):
 
 def test_cache_reused_then_rebuilt_identically_after_damage(glyphs, cache, monkeypatch):
     path = g.cache_path(g.GlyphsParams())
-    assert path.is_file() and cache in path.parents
+    assert path.is_dir() and cache in path.parents
     assert glyphs.manifest["cache_file"] == str(path)
 
     def no_build(params):
@@ -292,15 +327,16 @@ def test_cache_reused_then_rebuilt_identically_after_damage(glyphs, cache, monke
     assert again.manifest["checksum"] == glyphs.manifest["checksum"]
     monkeypatch.undo()
 
-    raw = bytearray(path.read_bytes())
+    stored = path / "train_images.npy"
+    raw = bytearray(stored.read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # flip a byte inside the stored arrays
-    path.write_bytes(bytes(raw))
+    stored.write_bytes(bytes(raw))
     rebuilt = load_dataset("glyphs", {})
     assert rebuilt.manifest["checksum"] == glyphs.manifest["checksum"]
     for s in SPLITS:  # byte-identical second build
         assert torch.equal(rebuilt.split(s).images, glyphs.split(s).images)
         assert torch.equal(rebuilt.split(s).labels, glyphs.split(s).labels)
-    assert load_tensors(path) is not None  # the damaged file was replaced
+    assert read_cache(path, verify=True) is not None  # the damaged cache was replaced
 
 
 def test_other_params_get_their_own_cache_file(cache):

@@ -13,7 +13,9 @@ import torch
 
 import memcomp.data.tieredimagenet  # noqa: F401  (registers the loader)
 from memcomp.data import EpisodeSampler, load_dataset, miniimagenet, omniglot, status
-from memcomp.data.realdata import Standard, channel_stats, read_split_list
+from memcomp.data.cache import channel_stats
+from memcomp.data.decoding import read_split_list
+from memcomp.data.params import Standard
 from memcomp.data.status import dataset_status, prepare_dataset
 from memcomp.errors import DataError
 
@@ -206,7 +208,7 @@ def test_cifar_default_root_and_resize_and_stats(tmp_path: Path) -> None:
     assert torch.allclose(torch.tensor(d.mean, dtype=torch.float64), mean, atol=1e-12)
     assert torch.allclose(torch.tensor(d.std, dtype=torch.float64), std, atol=1e-12)
     m, s = channel_stats(np.zeros((2, 1, 3, 3), np.uint8))
-    assert m == [0.0] and s == [1.0]  # constant images: std 1, no division by zero
+    assert m == (0.0,) and s == (1.0,)  # constant images: std 1, no division by zero
 
 
 def test_cifar_strict_rejects_small_classes(tmp_path: Path) -> None:
@@ -364,7 +366,8 @@ def test_status_and_prepare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     df.write_cifar_dir(data / "cifar-100")
     df.write_mini_pkl(data / "mini-imagenet")
     st = {e["name"]: e for e in dataset_status(data)}
-    assert list(st) == ["omniglot", "cifar-fs", "fc100", "mini-imagenet", "tiered-imagenet"]
+    # registry order (sorted names), as `memcomp list datasets` shows them
+    assert list(st) == ["cifar-fs", "fc100", "mini-imagenet", "omniglot", "tiered-imagenet"]
     assert not st["omniglot"]["present"] and "data prepare omniglot" in st["omniglot"]["how_to_get"]
     assert st["cifar-fs"]["present"] and st["cifar-fs"]["format"] == "cifar-100-python"
     assert st["cifar-fs"]["source_md5_ok"] is False  # fake files differ from the real archive

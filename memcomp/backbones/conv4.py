@@ -7,17 +7,10 @@ batch of tasks runs as one batch (inside ``task_groups``).
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
-from memcomp.backbones import BACKBONES
 from memcomp.backbones.norm import TaskBatchNorm2d
-from memcomp.registry import Params
-
-
-class Conv4Params(Params):
-    hidden: int = Field(32, ge=1, description="filters per conv layer (paper: 32 or 64)")
-    blocks: int = Field(4, ge=1, le=8, description="number of conv blocks")
+from memcomp.backbones.params import Conv4Params
 
 
 class Conv4(nn.Module):
@@ -44,6 +37,5 @@ class Conv4(nn.Module):
         return torch.flatten(self.net(x), 1)
 
 
-@BACKBONES.register("conv4", "4 x [3x3 conv, BatchNorm, ReLU, 2x2 max-pool]", Conv4Params)
 def build_conv4(params: Conv4Params, in_shape: tuple[int, int, int]) -> nn.Module:
     return Conv4(in_shape, params.hidden, params.blocks)

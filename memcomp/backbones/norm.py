@@ -3,7 +3,7 @@
 A meta-batch of B tasks with n images each can run through the backbone as ONE batch while every
 BatchNorm still normalises each task with that task's own statistics: fold the task dimension into
 the channels, (n, B*C, H, W), and call the fused batch norm with the affine weights repeated per
-task (design notes, section 4).
+task (docs/design.md, "Folded per-task BatchNorm").
 
 :class:`TaskBatchNorm2d` is an ``nn.BatchNorm2d`` (same parameters, same state dict) that does
 this while a :func:`task_groups` context is active. Two input layouts are accepted:

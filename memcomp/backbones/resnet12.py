@@ -11,22 +11,10 @@ final map is globally averaged (feat_dim = last width), otherwise flattened. Dro
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
-from memcomp.backbones import BACKBONES
 from memcomp.backbones.norm import TaskBatchNorm2d
-from memcomp.registry import Params
-
-
-class ResNet12Params(Params):
-    widths: list[int] = Field(
-        default_factory=lambda: [64, 160, 320, 640],
-        min_length=1,
-        description="output channels of each residual block (standard: 64,160,320,640)",
-    )
-    avg_pool: bool = Field(True, description="global average pool (feat_dim = last width)")
-    negative_slope: float = Field(0.1, ge=0.0, description="LeakyReLU slope")
+from memcomp.backbones.params import ResNet12Params
 
 
 def _conv3(cin: int, cout: int) -> nn.Conv2d:
@@ -86,10 +74,5 @@ class ResNet12(nn.Module):
         return torch.flatten(x, 1)
 
 
-@BACKBONES.register(
-    "resnet12",
-    "ResNet-12: 4 residual blocks (3x [3x3 conv, BN, LeakyReLU] + 1x1 shortcut, max-pool)",
-    ResNet12Params,
-)
 def build_resnet12(params: ResNet12Params, in_shape: tuple[int, int, int]) -> nn.Module:
     return ResNet12(in_shape, params.widths, params.avg_pool, params.negative_slope)

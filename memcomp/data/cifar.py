@@ -21,35 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from memcomp.data import DATASETS
 from memcomp.data.base import SPLITS, FewShotDataset
-from memcomp.data.realdata import (
-    Decoded,
-    RealParams,
-    RealSpec,
-    Source,
-    Standard,
-    corrupt,
-    load_pickle,
-    load_real,
-    pick,
-    read_split_list,
-    relabel,
-    resize_uint8,
-)
+from memcomp.data.cache import Decoded
+from memcomp.data.decoding import corrupt, load_pickle, pick, read_split_list, relabel, resize_uint8
+from memcomp.data.params import CifarParams
+from memcomp.data.realdata import RealSpec, Source, load_real
 from memcomp.errors import DataError
 
 ARCHIVE_DIR = "cifar-100-python"
 ARCHIVE = "cifar-100-python.tar.gz"
 PICKLES = ("train", "test", "meta")
 MOP_PREFIX = {"cifar-fs": "CIFAR_FS", "fc100": "FC100"}
-
-
-class CifarParams(RealParams):
-    image_size: int = Field(32, ge=4, description="images are resized to image_size^2")
-    download: bool = Field(False, description="fetch CIFAR-100 with torchvision if missing")
 
 
 def _finder(name: str):
@@ -184,7 +167,7 @@ def _download(root: Path) -> None:
     CIFAR100(str(root), train=True, download=True)
 
 
-def _spec(name: str, classes: tuple[int, int, int], paper: str) -> RealSpec:
+def _spec(name: str, paper: str) -> RealSpec:
     return RealSpec(
         name=name,
         find=_finder(name),
@@ -194,21 +177,18 @@ def _spec(name: str, classes: tuple[int, int, int], paper: str) -> RealSpec:
         how_to_get=f"Get CIFAR-100 with `memcomp data prepare {name} --root DIR --download` "
         f"(torchvision), or download {ARCHIVE} from https://www.cs.toronto.edu/~kriz/cifar.html "
         f"into DIR. Split: {paper}.",
-        standard=lambda p: Standard(dict(zip(SPLITS, classes, strict=True)), 600),
         subdirs=("cifar-100",),
         download=_download,
     )
 
 
-CIFAR_FS = _spec("cifar-fs", (64, 16, 20), "Bertinetto et al. 2019")
-FC100 = _spec("fc100", (60, 20, 20), "Oreshkin et al. 2018 superclasses")
+CIFAR_FS = _spec("cifar-fs", "Bertinetto et al. 2019")
+FC100 = _spec("fc100", "Oreshkin et al. 2018 superclasses")
 
 
-@DATASETS.register("cifar-fs", "CIFAR-FS: CIFAR-100, 64/16/20 classes, 32x32 RGB", CifarParams)
 def load_cifar_fs(params: CifarParams) -> FewShotDataset:
     return load_real(CIFAR_FS, params)
 
 
-@DATASETS.register("fc100", "FC100: CIFAR-100 by superclass, 60/20/20 classes", CifarParams)
 def load_fc100(params: CifarParams) -> FewShotDataset:
     return load_real(FC100, params)

@@ -9,225 +9,52 @@ merged into one class by comparing renders. Builds are cached under ``cache_dir(
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib import ft2font
-from pydantic import Field
 
-from memcomp.data import DATASETS, DatasetParams
 from memcomp.data.base import SPLITS, FewShotDataset, ImageSplit
 from memcomp.data.cache import (
     cache_dir,
     channel_stats,
     key_digest,
-    load_tensors,
-    save_tensors,
-    tensors_checksum,
+    read_cache,
+    remove_cache,
+    splits_checksum,
+    write_cache,
 )
+from memcomp.data.glyph_fonts import (
+    EM,
+    check_renders,
+    font_files,
+    lookalike_groups,
+    open_fonts,
+    render,
+)
+from memcomp.data.params import SPLIT_FRACTIONS, GlyphsParams, glyph_split_sizes
 from memcomp.errors import DataError
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-SCRIPTS = ("LATIN", "GREEK", "CYRILLIC")
-EM = 0.8  # font size as a fraction of the canvas side
-BASELINE = 0.74  # baseline row as a fraction of the canvas side
-CHECK_SIZE = 32  # canvas used for blank checks and lookalike detection (independent of output)
-MIN_INK = 4.0  # a render with less ink (in full pixels at CHECK_SIZE) counts as blank
-SAME_DIST = 0.03  # renders closer than this (relative squared distance) are the same picture
-SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
+FORMAT_VERSION = 2
 JITTER_SEED = 20240601
 MAX_ROTATE = 10.0  # degrees
 SCALE = (0.9, 1.1)
 MAX_SHEAR = 0.1
 MAX_SHIFT = 0.04  # fraction of the side
-_FLAGS = getattr(ft2font, "LoadFlags", None)
-_NO_HINTING = _FLAGS.NO_HINTING if _FLAGS is not None else 2
-
-
-class GlyphsParams(DatasetParams):
-    """Options of the ``glyphs`` dataset."""
-
-    image_size: int = Field(28, ge=8, le=256, description="side of the square images")
-    examples: int = Field(20, ge=1, le=500, description="images per class")
-    min_fonts: int = Field(16, ge=1, description="keep letters drawn by at least this many fonts")
-    fonts: Literal["bundled", "system"] = Field(
-        "bundled", description="matplotlib's bundled fonts, or those plus the system's fonts"
-    )
-    seed: int = Field(0, description="seed of the train/val/test class split")
-
-
-@dataclass
-class _Font:
-    label: str
-    ft: ft2font.FT2Font
-
-
-def is_candidate(code: int) -> bool:
-    """A base letter (Lu/Ll/Lo, no decomposition) of the Latin, Greek or Cyrillic script."""
-    ch = chr(code)
-    if unicodedata.category(ch) not in ("Lu", "Ll", "Lo") or unicodedata.decomposition(ch):
-        return False
-    return unicodedata.name(ch, "").split(" ", 1)[0] in SCRIPTS
-
-
-@functools.cache
-def candidates() -> frozenset[int]:
-    """All candidate letters (they all lie below U+20000)."""
-    return frozenset(c for c in range(0x20000) if is_candidate(c))
-
-
-def _glyph_name(ft: ft2font.FT2Font, index: int) -> str:
-    try:
-        return ft.get_glyph_name(index)
-    except Exception:
-        return ""
-
-
-def letter_codes(ft: ft2font.FT2Font) -> list[int]:
-    """Candidate letters whose glyph in ``ft`` is named as that letter.
-
-    ASCII letters need their own name (or ``uniXXXX``); other letters are accepted by their
-    ``uniXXXX`` name, or by any real name if the font names all its ASCII letters correctly
-    (symbol fonts such as cmex10/cmsy10 put symbols on letter codes and fail that test).
-    """
-    cmap = ft.get_charmap()
-    cmap = {c: cmap[c] for c in candidates() & cmap.keys()}
-
-    def exact(code: int, name: str) -> bool:
-        return name in (chr(code), f"uni{code:04X}", f"u{code:04X}", f"u{code:05X}")
-
-    names = {c: _glyph_name(ft, g) for c, g in cmap.items()}
-    ascii_ok = all(exact(c, n) for c, n in names.items() if c < 128)
-    return sorted(
-        c
-        for c, n in names.items()
-        if exact(c, n) or (c >= 128 and ascii_ok and n not in ("", ".notdef"))
-    )
-
-
-def render(ft: ft2font.FT2Font, ch: str, size: int) -> np.ndarray | None:
-    """``ch`` drawn on a ``size`` x ``size`` uint8 canvas (baseline fixed, ink centred across).
-
-    The font size must already be set with ``ft.set_size(EM * size, 72)``. Returns None for a
-    blank glyph.
-    """
-    ft.set_text(ch, 0.0, flags=_NO_HINTING)
-    ft.draw_glyphs_to_bitmap(antialiased=True)
-    img = np.asarray(ft.get_image())
-    if img.size == 0 or not img.any():
-        return None
-    cols = np.flatnonzero(img.max(axis=0))
-    img = img[:, cols[0] : cols[-1] + 1]
-    h, w = img.shape
-    top = round(BASELINE * size) - h + round(ft.get_descent() / 64)
-    left = (size - w) // 2
-    canvas = np.zeros((size, size), np.uint8)
-    r0, c0 = max(top, 0), max(left, 0)
-    r1, c1 = min(top + h, size), min(left + w, size)
-    if r1 > r0 and c1 > c0:
-        canvas[r0:r1, c0:c1] = img[r0 - top : r1 - top, c0 - left : c1 - left]
-    return canvas
-
-
-def font_files(which: str) -> list[Path]:
-    """Font files to use: matplotlib's bundled TrueType fonts, plus system fonts if asked."""
-    bundled = sorted((Path(matplotlib.get_data_path()) / "fonts" / "ttf").glob("*.ttf"))
-    if which == "bundled":
-        return bundled
-    from matplotlib import font_manager
-
-    system = sorted(
-        {Path(p) for p in font_manager.findSystemFonts() if p.lower().endswith((".ttf", ".otf"))}
-    )
-    return bundled + system
-
-
-def open_fonts(which: str) -> list[_Font]:
-    """Open the fonts, skipping unreadable files and repeats of a (postscript) font name."""
-    out, seen = [], set()
-    bundled_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    for path in font_files(which):
-        try:
-            ft = ft2font.FT2Font(str(path))
-        except Exception:
-            continue
-        key = ft.postscript_name or path.name
-        if key in seen:
-            continue
-        seen.add(key)
-        label = path.name if path.parent == bundled_dir else str(path)
-        out.append(_Font(label, ft))
-    return out
-
-
-def _check_renders(fonts: list[_Font]) -> dict[int, dict[int, np.ndarray]]:
-    """{code: {font index: CHECK_SIZE render}} of every letter a font draws, blanks dropped."""
-    out: dict[int, dict[int, np.ndarray]] = {}
-    for i, f in enumerate(fonts):
-        f.ft.set_size(EM * CHECK_SIZE, 72)
-        for code in letter_codes(f.ft):
-            img = render(f.ft, chr(code), CHECK_SIZE)
-            if img is not None and img.sum() >= MIN_INK * 255:
-                out.setdefault(code, {})[i] = img
-    return out
-
-
-def lookalike_groups(renders: dict[int, dict[int, np.ndarray]]) -> list[list[int]]:
-    """Groups of letters whose renders are the same picture in most fonts that draw both.
-
-    Two letters are linked when, in at least half of their common fonts, their renders differ
-    by less than SAME_DIST in squared distance relative to their total squared ink; groups are
-    the connected components. Each group is sorted by (-number of fonts, code point).
-    """
-    codes = sorted(renders)
-    n = len(codes)
-    close = torch.zeros(n, n, dtype=torch.int32)
-    common = torch.zeros(n, n, dtype=torch.int32)
-    for i in sorted({i for r in renders.values() for i in r}):
-        have = torch.tensor([i in renders[c] for c in codes])
-        x = torch.zeros(n, CHECK_SIZE * CHECK_SIZE)
-        imgs = np.stack([renders[c][i].reshape(-1) for c in codes if i in renders[c]])
-        x[have] = torch.from_numpy(imgs).float().div_(255.0)
-        sq = (x * x).sum(-1)
-        tot = (sq[:, None] + sq[None, :]).clamp_min(1e-12)
-        both = have[:, None] & have[None, :]
-        common += both
-        close += ((tot - 2 * x @ x.T) / tot < SAME_DIST) & both
-    linked = (2 * close >= common) & (common > 0)
-    parent = list(range(n))
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for a, b in linked.nonzero().tolist():
-        if a < b:
-            parent[find(a)] = find(b)
-    groups: dict[int, list[int]] = {}
-    for k, c in enumerate(codes):
-        groups.setdefault(find(k), []).append(c)
-    out = [sorted(g, key=lambda c: (-len(renders[c]), c)) for g in groups.values()]
-    return sorted(out, key=lambda g: g[0])
 
 
 def split_classes(n: int, seed: int) -> dict[str, list[int]]:
     """Seeded class split into SPLIT_FRACTIONS of ``n`` classes (indices sorted in each split)."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_train = round(SPLIT_FRACTIONS[0] * n)
-    n_val = round(SPLIT_FRACTIONS[1] * n)
+    sizes = glyph_split_sizes(n)
+    n_train, n_val = sizes["train"], sizes["val"]
     parts = (perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :])
     return {s: sorted(p) for s, p in zip(SPLITS, parts, strict=True)}
 
@@ -292,7 +119,7 @@ def class_draws(n_masters: int, examples: int, code: int) -> tuple[torch.Tensor,
 def build(params: GlyphsParams) -> tuple[dict[str, torch.Tensor], dict]:
     """Render the dataset: tensors ``<split>/images``, ``<split>/labels`` and the manifest."""
     fonts = open_fonts(params.fonts)
-    checks = _check_renders(fonts)
+    checks = check_renders(fonts)
     kept = {c: r for c, r in checks.items() if len(r) >= params.min_fonts}
     groups = lookalike_groups(kept)
     if len(groups) < len(SPLITS):
@@ -370,9 +197,13 @@ def build(params: GlyphsParams) -> tuple[dict[str, torch.Tensor], dict]:
             "max_shear": MAX_SHEAR,
             "max_shift": MAX_SHIFT,
         },
-        "checksum": tensors_checksum(tensors),
+        "checksum": splits_checksum(_pairs(tensors)),
     }
     return tensors, manifest
+
+
+def _pairs(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    return {s: (tensors[f"{s}/images"], tensors[f"{s}/labels"]) for s in SPLITS}
 
 
 def class_name(group: list[int]) -> str:
@@ -395,11 +226,14 @@ def cache_key(params: GlyphsParams) -> str:
 
 
 def cache_path(params: GlyphsParams) -> Path:
-    return cache_dir() / "glyphs" / f"glyphs-{params.image_size}px-{cache_key(params)}.pt"
+    """The build's folder in the data cache (:mod:`memcomp.data.cache`)."""
+    return cache_dir() / "glyphs" / f"glyphs-{params.image_size}px-{cache_key(params)}"
 
 
-def to_dataset(tensors: dict[str, torch.Tensor], manifest: dict) -> FewShotDataset:
-    """Wrap built tensors into a :class:`FewShotDataset` with train-split mean/std."""
+def to_dataset(
+    tensors: dict[str, torch.Tensor], manifest: dict, mean: tuple, std: tuple
+) -> FewShotDataset:
+    """Wrap built tensors into a :class:`FewShotDataset` with the train split's mean/std."""
     splits = {
         s: ImageSplit(
             tensors[f"{s}/images"],
@@ -408,26 +242,40 @@ def to_dataset(tensors: dict[str, torch.Tensor], manifest: dict) -> FewShotDatas
         )
         for s in SPLITS
     }
-    mean, std = channel_stats(splits["train"].images)
-    return FewShotDataset("glyphs", splits, manifest, mean, std)
+    return FewShotDataset("glyphs", splits, manifest, tuple(mean), tuple(std))
 
 
-@DATASETS.register(
-    "glyphs",
-    "letters rendered from matplotlib's bundled fonts (~280 classes, no download)",
-    GlyphsParams,
-)
+def _store(path: Path, tensors: dict[str, torch.Tensor], manifest: dict) -> dict:
+    """Write a build into the data cache; return the cache's meta (with the train mean/std)."""
+    splits = (
+        (s, x.numpy(), y.numpy(), [c["name"] for c in manifest["classes"][s]])
+        for s, (x, y) in _pairs(tensors).items()
+    )
+    return write_cache(path, splits, {"manifest": manifest})
+
+
 def load_glyphs(params: GlyphsParams) -> FewShotDataset:
     """Load the glyph dataset from the cache, (re)building it when missing or damaged."""
     path = cache_path(params)
-    cached = load_tensors(path)
-    if cached is not None and cached[1].get("checksum") == tensors_checksum(cached[0]):
-        tensors, manifest = cached
+    cached = read_cache(path, in_memory=True, verify=True)
+    if cached is not None and cached[0].get("manifest", {}).get("checksum") == cached[0]["sha256"]:
+        meta, arrays = cached
+        manifest = meta["manifest"]
+        tensors = {}
+        for s, (x, y) in arrays.items():
+            tensors[f"{s}/images"], tensors[f"{s}/labels"] = (
+                torch.from_numpy(x),
+                torch.from_numpy(y),
+            )
+        mean, std = meta["mean"], meta["std"]
     else:
         tensors, manifest = build(params)
+        remove_cache(path)
         try:
-            save_tensors(path, tensors, manifest)
+            meta = _store(path, tensors, manifest)
+            mean, std = meta["mean"], meta["std"]
         except OSError as e:  # a read-only cache only costs a rebuild next time
             log.warning("could not write the glyph cache %s (%s)", path, e)
+            mean, std = channel_stats(tensors["train/images"])
     manifest = dict(manifest, cache_file=str(path), params=params.model_dump())
-    return to_dataset(tensors, manifest)
+    return to_dataset(tensors, manifest, mean, std)

@@ -23,24 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from memcomp.data import DATASETS
 from memcomp.data.base import SPLITS, FewShotDataset
-from memcomp.data.realdata import (
-    Decoded,
-    RealParams,
-    RealSpec,
-    Source,
-    Standard,
-    corrupt,
-    decode_images,
-    load_pickle,
-    load_real,
-    pick,
-    relabel,
-    resize_uint8,
-)
+from memcomp.data.cache import Decoded
+from memcomp.data.decoding import corrupt, decode_images, load_pickle, pick, relabel, resize_uint8
+from memcomp.data.params import MiniParams
+from memcomp.data.realdata import RealSpec, Source, load_real
 from memcomp.errors import DataError
 
 NAME = "mini-imagenet"
@@ -49,10 +37,6 @@ LABEL_KEYS = ("labels", "label", "targets", "y")
 NPZ_PREFIXES = ("mini-imagenet-", "mini-imagenet-cache-", "")
 MOP = "miniImageNet_category_split_{}.pickle"
 MOP_SPLITS = {"train": "train_phase_train", "val": "val", "test": "test"}
-
-
-class MiniParams(RealParams):
-    image_size: int = Field(84, ge=4, description="images are resized to image_size^2")
 
 
 def _find(root: Path) -> Source | None:
@@ -163,10 +147,8 @@ SPEC = RealSpec(
     how_to_get="miniImageNet cannot be downloaded automatically: rebuild it from ILSVRC-12 with "
     "https://github.com/yaoyao-liu/mini-imagenet-tools (Ravi CSVs + images/), or place the "
     "mini-imagenet-cache-*.pkl files (learn2learn/Ren et al.) in DIR and pass root=DIR.",
-    standard=lambda p: Standard({"train": 64, "val": 16, "test": 20}, 600),
 )
 
 
-@DATASETS.register(NAME, "miniImageNet, Ravi split 64/16/20 classes, 84x84 RGB", MiniParams)
 def load_mini_imagenet(params: MiniParams) -> FewShotDataset:
     return load_real(SPEC, params)

@@ -20,32 +20,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
 
-from memcomp.data import DATASETS
 from memcomp.data.base import FewShotDataset
-from memcomp.data.realdata import (
-    Decoded,
-    RealParams,
-    RealSpec,
-    Source,
-    Standard,
-    corrupt,
-    decode_images,
-    load_real,
-)
+from memcomp.data.cache import Decoded
+from memcomp.data.decoding import corrupt, decode_images
+from memcomp.data.params import OMNIGLOT_SPLIT, OmniglotParams
+from memcomp.data.realdata import RealSpec, Source, load_real
 from memcomp.errors import DataError
 
 NAME = "omniglot"
 SETS = ("images_background", "images_evaluation")
-SPLIT_SIZES = (1200, 211, 212)  # of 1,623 characters
-IMAGES_PER_CHAR = 20
-
-
-class OmniglotParams(RealParams):
-    image_size: int = Field(28, ge=4, description="images are resized to image_size^2")
-    rotations: bool = Field(False, description="add 90/180/270-degree rotated classes")
-    download: bool = Field(False, description="fetch the zips with torchvision if missing")
+SPLIT_SIZES = OMNIGLOT_SPLIT  # of 1,623 characters
 
 
 def _find(root: Path) -> Source | None:
@@ -122,14 +107,6 @@ def _decode(src: Source, params: OmniglotParams) -> Iterator[Decoded]:
         yield split, np.ascontiguousarray(x), y, names
 
 
-def _standard(params: OmniglotParams) -> Standard:
-    r = 4 if params.rotations else 1
-    return Standard(
-        dict(zip(("train", "val", "test"), (s * r for s in SPLIT_SIZES), strict=True)),
-        IMAGES_PER_CHAR,
-    )
-
-
 def _download(root: Path) -> None:
     from torchvision.datasets import Omniglot
 
@@ -146,14 +123,10 @@ SPEC = RealSpec(
     how_to_get="Get them with `memcomp data prepare omniglot --root DIR --download` "
     "(torchvision), or download the two zips from "
     "https://github.com/brendenlake/omniglot/tree/master/python into DIR.",
-    standard=_standard,
     decode_key=lambda p: {"image_size": p.image_size, "rotations": p.rotations},
     download=_download,
 )
 
 
-@DATASETS.register(
-    NAME, "Omniglot, 1,623 characters, Vinyals 1200/211/212 split, grayscale", OmniglotParams
-)
 def load_omniglot(params: OmniglotParams) -> FewShotDataset:
     return load_real(SPEC, params)

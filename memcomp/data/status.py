@@ -6,10 +6,11 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from memcomp.data import cifar, miniimagenet, omniglot, tieredimagenet
-from memcomp.data.base import SPLITS
+from memcomp.data import DATASETS
+from memcomp.data.cache import SPLITS, read_cache, verify_cache
+from memcomp.data.cifar import ARCHIVE, ARCHIVE_DIR
+from memcomp.data.params import RealParams
 from memcomp.data.realdata import (
-    RealParams,
     RealSpec,
     Source,
     cache_path,
@@ -17,18 +18,22 @@ from memcomp.data.realdata import (
     ensure_cache,
     find_source,
     load_real,
-    read_cache,
-    verify_cache,
 )
 from memcomp.errors import DataError, UnknownNameError
 
-REAL: dict[str, tuple[RealSpec, type[RealParams]]] = {
-    "omniglot": (omniglot.SPEC, omniglot.OmniglotParams),
-    "cifar-fs": (cifar.CIFAR_FS, cifar.CifarParams),
-    "fc100": (cifar.FC100, cifar.CifarParams),
-    "mini-imagenet": (miniimagenet.SPEC, miniimagenet.MiniParams),
-    "tiered-imagenet": (tieredimagenet.SPEC, tieredimagenet.TieredParams),
-}
+
+def real_datasets() -> dict[str, tuple[RealSpec, type[RealParams]]]:
+    """Every registered dataset whose params are :class:`RealParams`: name -> (spec, params).
+
+    The datasets registry is the one list of datasets; a real benchmark is one whose params
+    model names its ``RealSpec`` (built-ins and plugins alike).
+    """
+    out = {}
+    for entry in DATASETS:
+        if isinstance(entry.params, type) and issubclass(entry.params, RealParams):
+            if entry.params.SPEC:
+                out[entry.name] = (entry.params.spec(), entry.params)
+    return out
 
 
 def _md5(path: Path) -> str:
@@ -44,7 +49,7 @@ CIFAR100_MD5 = {
     "train": "16019d7e3df5f24257cddd939b257f8d",
     "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
     "meta": "7973b15100ade9c7d40fb424638fde48",
-    cifar.ARCHIVE: "eb9058c3a382ffc7106e4002c42a8d85",
+    ARCHIVE: "eb9058c3a382ffc7106e4002c42a8d85",
 }
 OMNIGLOT_MD5 = {
     "images_background.zip": "68d2efa1b9178cc56df9314c21c6e718",
@@ -54,7 +59,7 @@ OMNIGLOT_MD5 = {
 
 def source_checksums_ok(src: Source) -> bool | None:
     """Compare source files with their published md5s (None: no reference known)."""
-    table = {cifar.ARCHIVE_DIR: CIFAR100_MD5, cifar.ARCHIVE: CIFAR100_MD5, "zip": OMNIGLOT_MD5}
+    table = {ARCHIVE_DIR: CIFAR100_MD5, ARCHIVE: CIFAR100_MD5, "zip": OMNIGLOT_MD5}
     refs = table.get(src.fmt, {})
     files = [f for f in src.files if f.name in refs]
     if not files:
@@ -63,9 +68,10 @@ def source_checksums_ok(src: Source) -> bool | None:
 
 
 def _spec(name: str) -> tuple[RealSpec, type[RealParams]]:
-    if name not in REAL:
-        raise UnknownNameError(f"unknown real dataset {name!r} (valid: {', '.join(REAL)})")
-    return REAL[name]
+    real = real_datasets()
+    if name not in real:
+        raise UnknownNameError(f"unknown real dataset {name!r} (valid: {', '.join(real)})")
+    return real[name]
 
 
 def _entry(name: str, src: Source | None, verify: bool) -> dict[str, Any]:
@@ -105,7 +111,7 @@ def dataset_status(root: Path | None = None, verify: bool = True) -> list[dict[s
     cache (``cache_ok``, when ``verify``); None when neither can be checked.
     """
     out = []
-    for name, (spec, _) in REAL.items():
+    for name, (spec, _) in real_datasets().items():
         src = find_source(spec, None, base=root)
         if src is None and root is not None:
             src = find_source(spec, Path(root))
@@ -137,4 +143,4 @@ def prepare_dataset(name: str, root: Path | None = None, download: bool = False)
     return entry
 
 
-__all__ = ["REAL", "dataset_roots", "dataset_status", "prepare_dataset"]
+__all__ = ["real_datasets", "dataset_roots", "dataset_status", "prepare_dataset"]

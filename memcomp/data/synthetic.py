@@ -9,27 +9,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
-from memcomp.data import DATASETS, DatasetParams
 from memcomp.data.base import SPLITS, FewShotDataset, ImageSplit
-from memcomp.data.cache import channel_stats, tensors_checksum
+from memcomp.data.cache import channel_stats, splits_checksum
+from memcomp.data.params import SyntheticParams
 
 PATTERN_CELLS = 6  # the class pattern is a PATTERN_CELLS^2 random grid, upsampled
 SIGNAL = 0.2  # weight of the class pattern; the rest is per-image uniform noise
 MAX_SHIFT = 0.1  # per-image circular shift of the pattern, as a fraction of the side
-
-
-class SyntheticParams(DatasetParams):
-    """Options of the ``synthetic`` dataset."""
-
-    image_size: int = Field(84, ge=1, le=1024, description="side of the square images")
-    channels: int = Field(3, ge=1, le=16, description="channels per image")
-    train_classes: int = Field(64, ge=1)
-    val_classes: int = Field(16, ge=1)
-    test_classes: int = Field(20, ge=1)
-    images_per_class: int = Field(30, ge=1)
-    seed: int = 0
 
 
 def make_split(
@@ -53,11 +40,6 @@ def make_split(
     return out.flatten(0, 1)
 
 
-@DATASETS.register(
-    "synthetic",
-    "random images of any shape and class count, for memory/speed runs (weakly learnable)",
-    SyntheticParams,
-)
 def load_synthetic(params: SyntheticParams) -> FewShotDataset:
     """Generate the three splits deterministically from ``params.seed``."""
     counts = {
@@ -65,14 +47,13 @@ def load_synthetic(params: SyntheticParams) -> FewShotDataset:
         "val": params.val_classes,
         "test": params.test_classes,
     }
-    splits, tensors = {}, {}
+    splits = {}
     for k, split in enumerate(SPLITS):
         gen = torch.Generator().manual_seed(params.seed * 1000 + k)
         n = counts[split]
         images = make_split(n, params.images_per_class, params.channels, params.image_size, gen)
         labels = torch.arange(n).repeat_interleave(params.images_per_class)
         splits[split] = ImageSplit(images, labels, [f"{split}-{c:04d}" for c in range(n)])
-        tensors[f"{split}/images"], tensors[f"{split}/labels"] = images, labels
     mean, std = channel_stats(splits["train"].images)
     manifest = {
         "name": "synthetic",
@@ -84,7 +65,7 @@ def load_synthetic(params: SyntheticParams) -> FewShotDataset:
         "images_per_class": params.images_per_class,
         "seed": params.seed,
         "signal": SIGNAL,
-        "checksum": tensors_checksum(tensors),
+        "checksum": splits_checksum({s: (sp.images, sp.labels) for s, sp in splits.items()}),
         "params": params.model_dump(),
     }
     return FewShotDataset("synthetic", splits, manifest, mean, std)

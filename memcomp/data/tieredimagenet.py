@@ -18,25 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from memcomp.data import DATASETS
 from memcomp.data.base import SPLITS, FewShotDataset
-from memcomp.data.cache import cache_dir
-from memcomp.data.realdata import (
-    Decoded,
-    RealParams,
-    RealSpec,
-    Source,
-    Standard,
-    corrupt,
-    decode_images,
-    load_pickle,
-    load_real,
-    pick,
-    relabel,
-    resize_uint8,
-)
+from memcomp.data.cache import Decoded, cache_dir
+from memcomp.data.decoding import corrupt, decode_images, load_pickle, pick, relabel, resize_uint8
+from memcomp.data.params import TieredParams
+from memcomp.data.realdata import RealSpec, Source, load_real
 from memcomp.errors import DataError
 
 NAME = "tiered-imagenet"
@@ -44,14 +31,6 @@ SPECIFIC_KEYS = ("label_specific", "labels", "label", "targets", "y", "label_fin
 NAME_KEYS = ("label_specific_str", "class_names", "label_names", "names")
 GENERAL_KEYS = ("label_general", "labels_general", "label_coarse", "coarse_labels")
 GENERAL_NAME_KEYS = ("label_general_str", "general_names", "coarse_names")
-STANDARD = Standard(
-    {"train": 351, "val": 97, "test": 160},
-    per_split={"train": 448_695, "val": 124_261, "test": 206_209},
-)
-
-
-class TieredParams(RealParams):
-    image_size: int = Field(84, ge=4, description="images are resized to image_size^2")
 
 
 def _find(root: Path) -> Source | None:
@@ -159,12 +138,8 @@ SPEC = RealSpec(
     how_to_get="tieredImageNet cannot be downloaded automatically: get the Ren et al. pickles "
     "(e.g. the learn2learn Zenodo mirror) or the MetaOptNet/RFS npz files, put them in DIR "
     "and pass root=DIR.",
-    standard=lambda p: STANDARD,
 )
 
 
-@DATASETS.register(
-    NAME, "tieredImageNet, 351/97/160 classes from 34 superclasses, 84x84 RGB", TieredParams
-)
 def load_tiered_imagenet(params: TieredParams) -> FewShotDataset:
     return load_real(SPEC, params)
