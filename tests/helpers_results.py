@@ -55,3 +55,17 @@ def shared_run(factory: Any, key: str = "a") -> Path:
     if key not in _RUNS:
         _RUNS[key] = run_suite(factory.mktemp(f"tiny-{key}"), tiny_suite())
     return _RUNS[key]
+
+
+_PAGES: dict[str, tuple[Path, str]] = {}
+
+
+def shared_report(factory: Any) -> tuple[Path, str]:
+    """``memcomp report`` of :func:`shared_run` into its own folder, once per session: the
+    report.html path and what the command printed."""
+    if "a" not in _PAGES:
+        out = factory.mktemp("report")
+        res = CliRunner().invoke(app, ["report", str(shared_run(factory)), "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        _PAGES["a"] = (out / "report.html", res.output)
+    return _PAGES["a"]

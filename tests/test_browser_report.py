@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_results import shared_run
+from helpers_results import shared_report, shared_run
 from typer.testing import CliRunner
 
 from memcomp.cli import app
@@ -70,11 +70,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def report_page(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("browser-report")
-    res = CliRunner().invoke(app, ["report", str(run), "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    return out / "report.html"
+def report_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_report(tmp_path_factory)[0]
 
 
 def test_report_page_loads_sorts_filters_and_draws(report_page: Path) -> None:

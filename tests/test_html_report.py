@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers_results import shared_run
+from helpers_results import shared_report, shared_run
 from typer.testing import CliRunner
 
 from memcomp.cli import app
@@ -41,11 +41,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(run: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    out = tmp_path_factory.mktemp("rep")
-    printed = report(str(run), "--out", str(out))
-    assert printed.strip().splitlines()[-1] == f"report.html: {out / 'report.html'}"
-    return (out / "report.html").read_text()
+def page(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path, printed = shared_report(tmp_path_factory)
+    assert printed.strip().splitlines()[-1] == f"report.html: {path}"  # the last line
+    return path.read_text()
 
 
 def test_report_html_is_self_contained(page: str) -> None:
