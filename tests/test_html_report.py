@@ -145,3 +145,17 @@ def test_table_and_line_chart_escape_and_draw() -> None:
     svg = line_svg([("s", [0, 1, 2], [10, 20, 15])], "x", "y")
     assert svg.count("<circle") == 3 and 'points="' in svg
     assert line_svg([("s", [], [])], "x", "y") == ""
+
+
+def test_paper_figure2_rows_and_oom_cells_on_a_hand_built_folder(tmp_path: Path) -> None:
+    from test_report import make_results
+
+    results = make_results(tmp_path / "fixture" / "20260101-000000")
+    report(str(results))
+    page = (results / "report" / "report.html").read_text()
+    # glyphs 5w5s q5 at 32x32 Conv4-64 has the paper's CIFAR-FS/FC100 Figure 2 panel
+    assert "<td>paper MAML</td><td>262.0</td>" in page
+    assert "(paper panel: CIFAR-FS/FC100)" in page  # the memory plot's panel title, as text
+    assert page.count('class="status-bad">OOM</span>') == 2  # maml K=20, both seeds
+    assert '<section id="phases">' not in page  # no mem_<phase>_mb columns recorded
+    assert external_references(page) == []
