@@ -16,6 +16,8 @@ import pandas as pd
 
 __all__ = ["esc", "figure_svg", "line_svg", "page", "plot_block", "table_html"]
 
+LONG = 60  # characters: a longer cell wraps instead of widening its column
+
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d2330;
 background:#f6f7f9}
@@ -34,6 +36,7 @@ text-align:left;vertical-align:top}
 .mc-table th[aria-sort=ascending]::after{content:" \\25B2";font-size:10px}
 .mc-table th[aria-sort=descending]::after{content:" \\25BC";font-size:10px}
 .mc-table tbody tr:nth-child(even){background:#fafbfc}
+.mc-table td{white-space:nowrap}.mc-table td.long{white-space:normal;min-width:28em}
 .kv th{background:#eef1f5;font-weight:600}
 .wrap{overflow-x:auto}
 .note{color:#5a6473;font-size:12px;margin:4px 0 8px}
@@ -184,7 +187,11 @@ def table_html(
         cells = [esc(v) for v in r]
         if links and str(r[0]) in links:
             cells[0] = f'<a href="{esc(links[str(r[0])])}">{cells[0]}</a>'
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        tds = [
+            f'<td class="long">{c}</td>' if len(str(v)) > LONG else f"<td>{c}</td>"
+            for c, v in zip(cells, r, strict=True)
+        ]
+        rows.append("<tr>" + "".join(tds) + "</tr>")
     data = f' data-filters="{esc(",".join(filters))}"' if filters else ""
     out = (
         f'<div class="wrap"><table class="mc-table" id="{esc(table_id)}"{data}>'
