@@ -107,7 +107,7 @@ def validate(
 
       memcomp validate suites/paper-accuracy.yaml --check-data
     """
-    from memcomp.suite import expand, load_suite
+    from memcomp.config import expand, load_suite
 
     s = load_suite(suite)
     cells = expand(s)
@@ -331,7 +331,7 @@ def schema(
 
     Example: memcomp schema --out suite.schema.json
     """
-    from memcomp.suite import suite_json_schema
+    from memcomp.config import suite_json_schema
 
     text = json.dumps(suite_json_schema(), indent=2)
     if out:
@@ -353,7 +353,7 @@ def check(
 
     Example: memcomp check budgets/ci.yaml --junit memcomp-budgets.xml
     """
-    from memcomp.check import run_check
+    from memcomp.budgets import run_check
 
     raise typer.Exit(run_check(budgets, update=update, junit=junit, device=device, console=console))
 

@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from memcomp.cells import Cell
+from memcomp.config.cells import Cell
 from memcomp.runner import CellOutcome
 
 EXIT_INTERRUPTED = 130
@@ -62,8 +62,8 @@ class RichProgress:
 
 def _learner_label(row: dict) -> str:
     """Learner name with the parameters that differ from its defaults, e.g. ``maml(K=3)``."""
-    from memcomp.cells import Component
     from memcomp.cli import short_label
+    from memcomp.config.cells import Component
     from memcomp.learners import LEARNERS
 
     name = row.get("learner", "?")
@@ -134,6 +134,7 @@ def run_suite_command(
 
         raise InputError(f"--threads: must be >= 1 (got {threads})")
     from memcomp.cli import _cells_table
+    from memcomp.config import expand, filter_cells, load_suite
     from memcomp.errors import InputError
     from memcomp.isolation import load_plugins
     from memcomp.orchestrate import (
@@ -151,7 +152,6 @@ def run_suite_command(
     from memcomp.preflight import preflight
     from memcomp.runner import clear_data_cache
     from memcomp.store import ResultsDir
-    from memcomp.suite import expand, filter_cells, load_suite
 
     load_plugins()
     suite = load_suite(suite_path)

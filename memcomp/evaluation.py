@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from memcomp.config import TestConfig
+from memcomp.config.settings import TestConfig
 from memcomp.learners import head
 from memcomp.learners.base import Learner
 from memcomp.types import Task

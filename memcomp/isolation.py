@@ -31,8 +31,9 @@ from pathlib import Path
 from queue import Queue
 from typing import IO, Any
 
-from memcomp.cells import Cell, Component
-from memcomp.config import Setting, TestConfig, TrainConfig
+from memcomp.config.cells import Cell
+from memcomp.config.cells import from_json as cell_from_json  # THE cell serialisation
+from memcomp.config.cells import to_json as cell_to_json
 
 PLUGINS_ENV = "MEMCOMP_PLUGINS"
 STDERR_TAIL = 8000  # bytes of a child's stderr kept for the error message and the log
@@ -56,41 +57,6 @@ def load_plugins(names: list[str] | None = None) -> list[str]:
                 f"{PLUGINS_ENV}: cannot import plugin {name!r}: {type(e).__name__}: {e}"
             ) from None
     return names
-
-
-# ----------------------------------------------------------------------------- cells as JSON
-
-
-def cell_to_json(cell: Cell) -> dict[str, Any]:
-    """A cell as plain JSON data; :func:`cell_from_json` rebuilds an equal cell (same id)."""
-    return {
-        "suite": cell.suite,
-        "dataset": {"name": cell.dataset.name, "params": dict(cell.dataset.params)},
-        "setting": cell.setting.model_dump(),
-        "backbone": {"name": cell.backbone.name, "params": dict(cell.backbone.params)},
-        "learner": {"name": cell.learner.name, "params": dict(cell.learner.params)},
-        "train": cell.train.model_dump(),
-        "test": cell.test.model_dump(),
-        "seed": cell.seed,
-        "id": cell.id,
-    }
-
-
-def cell_from_json(data: dict[str, Any]) -> Cell:
-    """Inverse of :func:`cell_to_json`; checks the rebuilt cell has the recorded id."""
-    cell = Cell(
-        suite=data["suite"],
-        dataset=Component(data["dataset"]["name"], data["dataset"]["params"]),
-        setting=Setting(**data["setting"]),
-        backbone=Component(data["backbone"]["name"], data["backbone"]["params"]),
-        learner=Component(data["learner"]["name"], data["learner"]["params"]),
-        train=TrainConfig(**data["train"]),
-        test=TestConfig(**data["test"]),
-        seed=int(data["seed"]),
-    )
-    if "id" in data and cell.id != data["id"]:
-        raise ValueError(f"cell id changed in transfer: {data['id']} -> {cell.id}")
-    return cell
 
 
 # ----------------------------------------------------------------------------- memory limit

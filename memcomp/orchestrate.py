@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import torch
 
 import memcomp
-from memcomp.cells import Cell
+from memcomp.config.cells import Cell
 from memcomp.errors import InputError
 from memcomp.isolation import (
     ChildCell,

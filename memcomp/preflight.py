@@ -1,10 +1,10 @@
 """Whole-suite checks before any work: everything that would fail later, reported at once.
 
-After :func:`memcomp.suite.load_suite` (schema, names, value ranges), :func:`preflight` checks the
+After :func:`memcomp.config.load_suite` (schema, names, value ranges), :func:`preflight` checks the
 run options, the device, that every dataset loads and can supply every setting, that every backbone
 accepts the dataset's images and every learner can be built, and that the output folder is
 writable (or, with ``--resume``, belongs to this suite). All problems are raised together as one
-:class:`~memcomp.suite.SuiteError` (exit 2); nothing is written.
+:class:`~memcomp.config.SuiteError` (exit 2); nothing is written.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
-from memcomp.cells import Cell
+from memcomp.config import Problem, Suite, SuiteError
+from memcomp.config.cells import Cell
 from memcomp.orchestrate import ISOLATION_MODES, find_resume_dir, resume_problem
 from memcomp.runner import one_line
-from memcomp.suite import Problem, Suite, SuiteError
 
 CLI = "command line"
 
@@ -116,7 +116,7 @@ def check_cells(suite: Suite, cells: Sequence[Cell], problems: _Problems) -> Non
             except Exception as e:  # noqa: BLE001 - any loader failure is a preflight problem
                 failed.add(dkey)
                 problems.at(
-                    suite.locate("datasets", d),
+                    cell.where("datasets"),
                     f"dataset {d.name!r} cannot be loaded: {_one_line(e)}",
                 )
                 continue
@@ -128,7 +128,7 @@ def check_cells(suite: Suite, cells: Sequence[Cell], problems: _Problems) -> Non
             try:
                 data.check_setting(s.ways, s.shots, s.queries)
             except Exception as e:  # noqa: BLE001
-                problems.at(suite.locate("settings", s), _one_line(e))
+                problems.at(cell.where("settings"), _one_line(e))
                 continue
         b, lc = cell.backbone, cell.learner
         key = _key("model", d.name, d.params, b.name, b.params, lc.name, lc.params, s.ways)
@@ -145,7 +145,7 @@ def check_cells(suite: Suite, cells: Sequence[Cell], problems: _Problems) -> Non
         except Exception as e:  # noqa: BLE001
             failed.add(bkey)
             problems.at(
-                suite.locate("backbones", b),
+                cell.where("backbones"),
                 f"backbone {b.label()} cannot process {d.name} images of shape "
                 f"{shape}: {_one_line(e)}",
             )
@@ -154,7 +154,7 @@ def check_cells(suite: Suite, cells: Sequence[Cell], problems: _Problems) -> Non
             build_learner(cell.learner.name, dict(cell.learner.params), backbone, s.ways)
         except Exception as e:  # noqa: BLE001
             problems.at(
-                suite.locate("learners", cell.learner),
+                cell.where("learners"),
                 f"learner {cell.learner.label()} cannot be built: {_one_line(e)}",
             )
 

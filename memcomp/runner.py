@@ -1,6 +1,6 @@
 """Run one cell: build data, backbone and learner, meta-train, measure, evaluate.
 
-Data flows one way: a :class:`~memcomp.cells.Cell` goes in, a :class:`CellOutcome` (one results
+Data flows one way: a :class:`~memcomp.config.Cell` goes in, a :class:`CellOutcome` (one results
 row, the validation curve and per-episode test accuracies) comes out. Failures inside a cell
 (out-of-memory, divergence, any other error) become a row with that status, not an exception.
 """
@@ -24,7 +24,7 @@ import torch
 
 import memcomp
 from memcomp.backbones import build_backbone
-from memcomp.cells import Cell
+from memcomp.config.cells import Cell
 from memcomp.data import EpisodeSampler, FewShotDataset, Task, load_dataset
 from memcomp.evaluation import AccuracyStats, evaluate
 from memcomp.learners import Learner, build_learner

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from memcomp.backbones import build_backbone
-from memcomp.config import TestConfig
+from memcomp.config.settings import TestConfig
 from memcomp.evaluation import AccuracyStats, evaluate, finetune_head_predict
 from memcomp.learners import build_learner
 from memcomp.types import Task

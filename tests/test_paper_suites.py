@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from memcomp.cells import Cell, Component
 from memcomp.cli import app
+from memcomp.config import expand, load_suite
+from memcomp.config.cells import Cell, Component
 from memcomp.runner import run_cell
-from memcomp.suite import expand, load_suite
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 KS = [5, 10, 15, 20]

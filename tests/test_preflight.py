@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from memcomp.cli import app
+from memcomp.config import SuiteError, expand, load_suite, suite_from_dict
 from memcomp.preflight import check_device, check_output, preflight
-from memcomp.suite import SuiteError, expand, load_suite, suite_from_dict
 
 SUITE = """\
 name: pre

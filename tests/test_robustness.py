@@ -12,11 +12,11 @@ import torch
 from typer.testing import CliRunner
 
 from memcomp.cli import app
+from memcomp.config import expand, suite_from_dict
 from memcomp.errors import InputError
 from memcomp.isolation import cell_from_json, cell_to_json, exit_description, load_plugins
 from memcomp.orchestrate import RunOptions, new_results_dir, run_cells
 from memcomp.store import ResultsDir
-from memcomp.suite import expand, suite_from_dict
 
 TRAIN = {"iterations": 6, "meta_batch": 2, "eval_every": 2, "val_episodes": 3, "lr": 0.01}
 

@@ -44,7 +44,7 @@ FeatureMode = Literal["once", "per-step"]
 class AnilParams(ExecutionParams):
     """Parameters of ``anil``."""
 
-    inner_steps: int = Field(5, ge=0, description="inner SGD steps K on the head")
+    inner_steps: int = Field(5, ge=0, le=100_000, description="inner SGD steps K on the head")
     inner_lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="inner SGD step size")
     features: FeatureMode = Field(
         "once",

@@ -38,7 +38,7 @@ def no_phase(name: str) -> Iterator[None]:
 class LearnerParams(Params):
     """Parameters every learner accepts."""
 
-    inner_steps: int = Field(5, ge=0, description="inner-loop (lower-level) steps K")
+    inner_steps: int = Field(5, ge=0, le=100_000, description="inner-loop (lower-level) steps K")
     inner_lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="inner-loop step size")
 
 

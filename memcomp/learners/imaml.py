@@ -157,10 +157,12 @@ def implicit_solve_batched(
 class ImamlParams(ExecutionParams):
     """Parameters of ``imaml``."""
 
-    inner_steps: int = Field(10, ge=0, description="gradient steps K on the proximal objective")
+    inner_steps: int = Field(
+        10, ge=0, le=100_000, description="gradient steps K on the proximal objective"
+    )
     inner_lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="inner step size")
     lam: float = Field(1.0, gt=0, allow_inf_nan=False, description="proximal strength lambda")
-    cg_steps: int = Field(5, ge=1, description="conjugate-gradient steps N (at most)")
+    cg_steps: int = Field(5, ge=1, le=100_000, description="conjugate-gradient steps N (at most)")
     cg_tol: float | None = Field(
         None, gt=0, description="stop CG at this relative residual (None: always N steps)"
     )

@@ -23,7 +23,7 @@ from memcomp.learners.anil import Anil, AnilParams, FeatureMode
 class ItdBioParams(AnilParams):
     """Parameters of ``itd-bio``."""
 
-    inner_steps: int = Field(20, ge=0, description="inner gradient steps K on the head")
+    inner_steps: int = Field(20, ge=0, le=100_000, description="inner gradient steps K on the head")
     l2: float = Field(
         1e-4,
         ge=0,

@@ -40,10 +40,12 @@ ParamDict = dict[str, Tensor]
 class MamlParams(ExecutionParams):
     """Parameters of ``maml`` and ``fomaml``."""
 
-    inner_steps: int = Field(5, ge=0, description="inner SGD steps K on the support set")
+    inner_steps: int = Field(
+        5, ge=0, le=100_000, description="inner SGD steps K on the support set"
+    )
     inner_lr: float = Field(0.4, gt=0, allow_inf_nan=False, description="inner SGD step size")
     test_inner_steps: int | None = Field(
-        None, ge=0, description="inner steps at native meta-test (None: inner_steps)"
+        None, ge=0, le=100_000, description="inner steps at native meta-test (None: inner_steps)"
     )
 
 

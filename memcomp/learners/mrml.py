@@ -49,9 +49,11 @@ from memcomp.types import Task
 class MrmlParams(ExecutionParams):
     """Parameters of ``mrml``."""
 
-    inner_steps: int = Field(20, ge=0, description="lower-level gradient steps K on the head")
+    inner_steps: int = Field(
+        20, ge=0, le=100_000, description="lower-level gradient steps K on the head"
+    )
     inner_lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="lower-level step size")
-    cg_steps: int = Field(20, ge=0, description="conjugate-gradient steps N")
+    cg_steps: int = Field(20, ge=0, le=100_000, description="conjugate-gradient steps N")
     cg_tol: float | None = Field(
         None,
         gt=0,

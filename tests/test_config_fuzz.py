@@ -12,7 +12,7 @@ from helpers_suite import fake_components, valid_suite
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memcomp.suite import SuiteError, expand, load_suite
+from memcomp.config import SuiteError, expand, load_suite
 
 FILE_LEVEL = ("cannot read file", "YAML", "suite")
 
@@ -122,3 +122,67 @@ def test_truncated_yaml(data: Any, at: int, length: int) -> None:
     text = yaml.safe_dump(data, sort_keys=False)
     at %= max(len(text), 1)
     check(text[:at] + text[at + length :])
+
+
+# ----------------------------------------------------------------------------- budget files
+
+BUDGETS: dict[str, Any] = {
+    "source": "cpu-estimate",
+    "defaults": {"dataset": {"name": "glyphs", "image_size": 28}, "meta_batch": 1},
+    "budgets": [
+        {"learner": {"name": "mrml", "inner_steps": 3}, "limit_mb": 12},
+        {"learner": {"name": "maml"}, "baseline_mb": 30.1, "tolerance": "+5%"},
+    ],
+}
+
+
+@st.composite
+def mutated_budgets(draw: st.DrawFn) -> Any:
+    import copy
+
+    data: Any = copy.deepcopy(BUDGETS)
+    for _ in range(draw(st.integers(0, 3))):
+        target = draw(st.sampled_from(paths(data)))
+        if not target:
+            data = draw(values)
+            break
+        parent: Any = data
+        for part in target[:-1]:
+            parent = parent[part]
+        if draw(st.booleans()):
+            del parent[target[-1]]
+        else:
+            parent[target[-1]] = draw(values)
+    return data
+
+
+def check_budget_file(text: str | bytes) -> None:
+    from memcomp.budgets import load_budgets
+    from memcomp.config import ConfigError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "b.yaml"
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        try:
+            bf = load_budgets(path)
+        except ConfigError as err:
+            assert err.problems and err.exit_code == 2
+            for p in err.problems:
+                assert p.file == str(path) and (p.line is None or p.line >= 1)
+                assert p.field or p.message.startswith(
+                    ("cannot read file", "YAML", "budget", "must")
+                )
+            return
+        assert bf.budgets and all(b.cell.id for b in bf.budgets)
+
+
+@FUZZ
+@given(mutated_budgets())
+def test_mutated_budget_files(data: Any) -> None:
+    check_budget_file(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+@FUZZ
+@given(st.text(max_size=200) | st.binary(max_size=100))
+def test_random_budget_text(text: str | bytes) -> None:
+    check_budget_file(text)

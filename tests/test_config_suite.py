@@ -11,8 +11,7 @@ import pytest
 import yaml
 from helpers_suite import DATA, MAML, MRML, fake_components, valid_suite
 
-from memcomp.errors import InputError
-from memcomp.suite import (
+from memcomp.config import (
     Problem,
     SuiteError,
     describe_cells,
@@ -22,6 +21,7 @@ from memcomp.suite import (
     suite_from_dict,
     suite_json_schema,
 )
+from memcomp.errors import InputError
 
 
 @pytest.fixture(autouse=True)
@@ -329,6 +329,18 @@ def test_duplicate_cells(tmp_path: Path, edit, field) -> None:
 # ----------------------------------------------------------------------------- JSON Schema
 
 
+def deref(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` with a ``$ref`` into ``$defs`` followed (pydantic names shared models)."""
+    ref = node.get("$ref")
+    return schema["$defs"][ref.rsplit("/", 1)[1]] if ref else node
+
+
+def variants(schema: dict[str, Any], axis: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The members of an axis' discriminated union, by their ``name`` const."""
+    members = [deref(schema, v) for v in axis["items"]["oneOf"]]
+    return {v["properties"]["name"]["const"]: v for v in members}
+
+
 def test_json_schema_structure() -> None:
     schema = suite_json_schema()
     json.dumps(schema)
@@ -348,15 +360,15 @@ def test_json_schema_structure() -> None:
         "parts",
         "budgets",
     }
-    variants = {v["properties"]["name"]["const"]: v for v in props["learners"]["items"]["oneOf"]}
-    mrml = variants[MRML]
+    mrml = variants(schema, props["learners"])[MRML]
     assert mrml["additionalProperties"] is False
-    l2 = mrml["properties"]["l2"]["anyOf"]
+    l2 = mrml["properties"]["l2"]["oneOf"]  # a value, or a list of values (one cell each)
     assert l2[0]["type"] == "number" and l2[1]["type"] == "array"
-    assert mrml["properties"]["train"]["$ref"] == "#/$defs/TrainConfig"
-    datasets = {v["properties"]["name"]["const"] for v in props["datasets"]["items"]["oneOf"]}
-    assert DATA in datasets
-    assert "conv4" in {v["title"] for v in props["backbones"]["items"]["oneOf"]}
+    assert l2[1]["items"]["exclusiveMinimum"] == 0 and l2[1]["minItems"] == 1
+    train = mrml["properties"]["train"]["anyOf"][0]  # the overrides of train keys
+    assert deref(schema, train)["properties"]["lr"]["exclusiveMinimum"] == 0
+    assert DATA in variants(schema, props["datasets"])
+    assert "conv4" in variants(schema, props["backbones"])
     for ref in re.findall(r'"\$ref": "#/\$defs/(\w+)"', json.dumps(schema)):
         assert ref in schema["$defs"]
     assert schema["$defs"]["Setting"]["properties"]["ways"]["minimum"] == 2
@@ -470,11 +482,14 @@ def test_parts_concatenate_cross_products(tmp_path: Path) -> None:
     assert [e["name"] for e in suite.learners] == [MAML, MAML, MRML]
     assert suite.parts[0].loc("learners") == ("learners",)
     assert suite.parts[1].loc("learners") == ("parts", 1, "learners")
-    assert suite.locate("learners", big[1].learner) == ("parts", 1, "learners", 1)
-    assert suite.locate("learners", small[0].learner) == ("learners", 0)
-    assert suite.locate("datasets", big[0].dataset) == ("parts", 1, "datasets", 0)
-    assert suite.locate("settings", big[0].setting) == ("settings", 0)
-    assert suite.problem(suite.locate("datasets", big[0].dataset), "x").line == 14
+    # each cell knows where its values are written (preflight points there)
+    assert big[1].where("learners") == ("parts", 1, "learners", 1)
+    assert small[0].where("learners") == ("learners", 0)
+    assert big[0].where("datasets") == ("parts", 1, "datasets", 0)
+    assert big[0].where("settings") == ("settings", 0)
+    assert big[0].where("seeds") == ("parts", 1, "seeds", 0)
+    assert suite.problem(big[0].where("datasets"), "x").line == 14
+    assert suite.problem(big[2].where("learners"), "x").line == 20
 
 
 def test_part_names_do_not_change_cell_ids(tmp_path: Path) -> None:
@@ -615,7 +630,4 @@ def test_schema_describes_parts() -> None:
         "learners",
     }
     assert schema["properties"]["parts"]["items"] == {"$ref": "#/$defs/Part"}
-    names = {
-        v["properties"]["name"]["const"] for v in part["properties"]["learners"]["items"]["oneOf"]
-    }
-    assert {MAML, MRML} <= names
+    assert {MAML, MRML} <= set(variants(schema, part["properties"]["learners"]))

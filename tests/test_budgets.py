@@ -11,7 +11,7 @@ import yaml
 from rich.console import Console
 from torch import nn
 
-from memcomp.check import load_budgets, parse_budgets, rewrite_baselines, run_check
+from memcomp.budgets import load_budgets, parse_budgets, rewrite_baselines, run_check
 from memcomp.errors import InputError
 from memcomp.learners import LEARNERS
 from memcomp.learners.maml import Maml
@@ -106,21 +106,28 @@ def test_tolerance_in_mb_and_tightest_bound():
     [
         ({"learner": {"name": "mrml"}, "limit_mb": 1, "limt": 2}, "budgets[0].limt", "unknown key"),
         ({"learner": {"name": "mrml", "inner_steps": -1}, "limit_mb": 1},
-         "budgets[0].learner.inner_steps", "greater than or equal"),
-        ({"learner": {"name": "mamll"}, "limit_mb": 1}, "budgets[0].learner.name", "'maml'"),
+         "budgets[0].learner.inner_steps", "must be >= 0 (got -1)"),
+        ({"learner": {"name": "mamll"}, "limit_mb": 1}, "budgets[0].learner.name",
+         "unknown learner 'mamll'; did you mean 'maml'?"),
+        ({"learner": {"name": "mrml", "inner_steps": [1, 2]}, "limit_mb": 1},
+         "budgets[0].learner.inner_steps", "must be an integer (got a list)"),
+        ({"learner": {"name": "mrml"}, "limit_mb": 1, "meta_batch": 10**9},
+         "budgets[0].meta_batch", "must be <= 100000"),
         ({"learner": {"name": "mrml"}}, "budgets[0]", "limit_mb and/or tolerance"),
         ({"learner": {"name": "mrml"}, "tolerance": "+5%"}, "budgets[0].baseline_mb", "--update"),
         ({"learner": {"name": "mrml"}, "tolerance": "5 percent", "baseline_mb": 1},
-         "budgets[0].tolerance", "pattern"),
-        ({"learner": {"name": "mrml"}, "limit_mb": -3}, "budgets[0].limit_mb", "greater than"),
+         "budgets[0].tolerance", "should match pattern"),
+        ({"learner": {"name": "mrml"}, "limit_mb": -3}, "budgets[0].limit_mb",
+         "must be > 0 (got -3)"),
         ({"limit_mb": 3}, "budgets[0].learner", "required"),
         ({"learner": {"name": "mrml"}, "limit_mb": 1, "setting": {"ways": 1}},
-         "budgets[0].setting.ways", "greater than or equal"),
+         "budgets[0].setting.ways", "must be >= 2 (got 1)"),
         ({"learner": {"name": "mrml"}, "limit_mb": 1, "backbone": {"name": "conv4", "hid": 3}},
          "budgets[0].backbone.hid", "unknown key"),
     ],
 )  # fmt: skip
 def test_bad_budgets_name_the_field(budget, where, what):
+    """Budget problems read like suite problems (one message function for both)."""
     with pytest.raises(InputError) as e:
         parse_budgets({"budgets": [{"learner": {"name": "anil"}, "limit_mb": 1}, budget]}, "f.y")
     msg = str(e.value).replace("budgets[1]", "budgets[0]")
@@ -138,7 +145,7 @@ def test_bad_top_level_and_file_errors(tmp_path):
         parse_budgets({"defaults": {"meta_batch": 0}, "budgets": [{"learner": {"name": "x"}}]})
     with pytest.raises(InputError, match="cannot read"):
         load_budgets(tmp_path / "missing.yaml")
-    with pytest.raises(InputError, match="not valid YAML"):
+    with pytest.raises(InputError, match="YAML syntax error"):
         load_budgets(write(tmp_path, "budgets: [\n"))
 
 
@@ -313,6 +320,6 @@ def test_budgets_section_of_a_suite(tmp_path):
     assert a.baseline_mb == 3.0 and a.cell.train.meta_batch == 2  # suite defaults apply
     assert a.cell.backbone.params["hidden"] == 8 and b.cell.backbone.params["hidden"] == 4
     assert run_check(path, device="cpu", console=quiet(), measure=fake) == 1  # maml over 5 MB
-    from memcomp.suite import load_suite
+    from memcomp.config import load_suite
 
     assert load_suite(path).budgets[0]["baseline_mb"] == 3.0  # still a valid suite
