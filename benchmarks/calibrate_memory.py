@@ -33,7 +33,7 @@ import torch
 
 from memcomp.backbones import BACKBONES, build_backbone
 from memcomp.learners import build_learner
-from memcomp.memory import MemoryMeter, MemoryResult
+from memcomp.measure.memory import MemoryMeter, MemoryResult
 from memcomp.runner import meta_step
 from memcomp.types import Task
 
@@ -121,7 +121,6 @@ def measure(
         )
     ]
     meter = MemoryMeter(dev, source)
-    model.phase = meter.phase
     meta_step(model, opt, tasks)  # warm-up: optimiser state, allocator, lazy init
     for _ in range(args.iterations):
         with meter.measure():

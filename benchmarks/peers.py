@@ -3,6 +3,9 @@
 * ``higher-maml``: second-order MAML with ``higher.innerloop_ctx`` (``pip install higher``), tasks
   one after another as its examples do, on memcomp's own model (same weights, same tasks).
 
+A peer is called as ``peer(learner, tasks)`` with memcomp's sequential learner built by
+``speed.py``, so this module never imports ``speed.py`` (no import circle).
+
 Before timing, each peer's meta-gradient is checked against memcomp's sequential learner on the
 same tasks (relative error <= 1e-4 in float32); a mismatch raises. A peer whose package is not
 importable raises ImportError, which ``speed.py`` records as the row's status.
@@ -25,12 +28,10 @@ def _flat_grad(params: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([p.grad.reshape(-1) for p in params])
 
 
-def higher_maml(shape: Any, cfg: Any, tasks: list[Task], device: torch.device) -> tuple:
+def higher_maml(learner: Any, tasks: list[Task]) -> tuple:
+    """``(step, resident)`` of higher's MAML on ``learner`` (memcomp's sequential ``maml``)."""
     import higher  # optional peer dependency
-    from speed import learner_params, make_learner  # benchmarks/speed.py
 
-    params = learner_params("maml", {}, cfg, "sequential")
-    learner = make_learner("maml", params, shape, cfg, device)
     steps, lr = learner.params.inner_steps, learner.params.inner_lr
     meta = learner.meta_parameters()
     opt = torch.optim.Adam(meta, lr=1e-4)

@@ -8,11 +8,12 @@ random tasks (memory and time depend on shapes, not pixel values):
   Adam step) over the same images, all in one batch;
 * every learner in both execution modes: ``zero_grad``, ``meta_backward``, Adam step.
 
-Time: median of ``--iters`` synchronised steps after ``--warmup`` (``memcomp.timing.StepTimer``).
-Memory: peak increment of one extra step (``memcomp.memory.MemoryMeter``, source ``auto``: CUDA's
-allocator on a GPU, the dispatch-level estimate on the CPU). Prints ratios learner / floor and
-batched / sequential and writes a CSV to ``--out``. ``--peers`` adds peer implementations
-(``benchmarks/peers.py``) when importable.
+Time: median of ``--iters`` synchronised steps after ``--warmup``
+(``memcomp.measure.timing.StepTimer``). Memory: peak increment of one extra step
+(``memcomp.measure.memory.MemoryMeter``, source ``auto``: CUDA's allocator on a GPU, the
+dispatch-level estimate on the CPU). Prints ratios learner / floor and batched / sequential and
+writes a CSV to ``--out``. ``--peers`` adds peer implementations (``benchmarks/peers.py``)
+when importable.
 
     python benchmarks/speed.py --device cuda --out speed.csv
     python benchmarks/speed.py --quick             # tiny sizes on the CPU, a few seconds
@@ -35,7 +36,7 @@ from torch import nn
 
 from memcomp.backbones import build_backbone
 from memcomp.learners import Learner, build_learner
-from memcomp.timing import StepTimer
+from memcomp.measure.timing import StepTimer
 from memcomp.types import Task
 
 MODES = ("sequential", "batched")
@@ -134,7 +135,7 @@ def measure(
     peak = None
     if cfg.memory:
         try:
-            from memcomp.memory import MemoryMeter
+            from memcomp.measure.memory import MemoryMeter
         except ImportError:  # pragma: no cover - memory.py not available
             MemoryMeter = None  # noqa: N806
         if MemoryMeter is not None:
@@ -214,8 +215,13 @@ def run_shape(shape: Shape, cfg: Config, device: torch.device, peers: bool) -> l
     if peers:
         from peers import PEERS  # benchmarks/peers.py
 
+        def sequential_maml() -> Learner:
+            """memcomp's model a peer is checked against and runs on (peers never import us)."""
+            params = learner_params("maml", {}, cfg, "sequential")
+            return make_learner("maml", params, shape, cfg, device)
+
         for label, factory in PEERS.items():
-            record(label, "peer", lambda f=factory: f(shape, cfg, tasks, device))
+            record(label, "peer", lambda f=factory: f(sequential_maml(), tasks))
     add_ratios(rows)
     return rows
 

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from memcomp.config.settings import TestConfig
-from memcomp.learners import head
 from memcomp.learners.base import Learner
+from memcomp.numerics import head
 from memcomp.types import Task
 
 

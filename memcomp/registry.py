@@ -25,6 +25,11 @@ def _to_path(value: Any) -> Any:
 PathOption = Annotated[Path, BeforeValidator(_to_path)]
 
 
+# Upper bound of any step count (inner, fine-tuning, solver steps of one task), stated once for
+# the config models and every component's parameters.
+MAX_STEPS = 100_000
+
+
 class Params(BaseModel):
     """Base class of every registered component's parameters: unknown keys are errors."""
 

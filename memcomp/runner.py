@@ -28,8 +28,9 @@ from memcomp.config.cells import Cell
 from memcomp.data import EpisodeSampler, FewShotDataset, Task, load_dataset
 from memcomp.evaluation import AccuracyStats, evaluate
 from memcomp.learners import Learner, build_learner
-from memcomp.memory import MemoryMeter, MemoryResult
-from memcomp.timing import StepTimer, sync
+from memcomp.measure.memory import MemoryMeter, MemoryResult
+from memcomp.measure.phases import phase
+from memcomp.measure.timing import StepTimer, sync
 
 # Fixed episode seeds: every learner and training seed sees the same val/test episodes.
 VAL_SEED = 10_007
@@ -134,7 +135,7 @@ def meta_step(learner: Learner, opt: torch.optim.Optimizer, tasks: list[Task]) -
     """One meta-iteration: zero grads, meta-gradient, outer update."""
     opt.zero_grad(set_to_none=True)
     stats = learner.meta_backward(tasks)
-    with learner.phase("outer_update"):
+    with phase("outer_update"):
         opt.step()
     return stats
 
@@ -161,7 +162,6 @@ def measure_memory(setup: CellSetup, iterations: int = 2, source: str = "auto") 
         for _ in range(iterations + 1)
     ]
     meter = MemoryMeter(setup.device, source, resident=[learner, opt, batches])
-    learner.phase = meter.phase
     meta_step(learner, opt, batches[0])  # warm-up: optimiser state, allocator, lazy init
     for tasks in batches[1:]:
         with meter.measure():

@@ -1,7 +1,7 @@
 """Shared helpers for the head-adapting learners' tests: tiny model, tiny tasks, references.
 
 References here use only ``torch.nn.functional`` and ``torch.autograd`` (never
-``memcomp.learners.head``), so they check the closed forms independently.
+``memcomp.numerics.head``), so they check the closed forms independently.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ The reference functions work on one flat parameter vector and compute logits as
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -120,3 +122,23 @@ def run_meta_backward(learner: Learner, tasks: list[Task]) -> Tensor:
     learner.zero_grad(set_to_none=True)
     learner.meta_backward(tasks)
     return flat_grad(learner).clone()
+
+
+def assert_matches_central_fd(
+    grad: Tensor,
+    theta: Tensor,
+    objective: Callable[[Tensor], Tensor],
+    directions: int = 3,
+    eps: float = 1e-6,
+    rtol: float = 1e-6,
+) -> None:
+    """``grad @ d`` equals the central difference of ``objective`` at ``theta`` along random unit
+    directions ``d`` (each directional derivative must be far from 0 to test something)."""
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(directions):
+        d = torch.randn(theta.shape, generator=gen, dtype=theta.dtype)
+        d /= d.norm()
+        fd = (objective(theta + eps * d) - objective(theta - eps * d)) / (2 * eps)
+        exact = grad @ d
+        assert abs(exact) > 1e-3  # a direction that actually tests something
+        assert abs(fd - exact) <= rtol * abs(exact), (fd.item(), exact.item())

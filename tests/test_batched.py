@@ -18,8 +18,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from memcomp.backbones import build_backbone
 from memcomp.backbones.norm import TaskBatchNorm2d, deinterleave, interleave, task_groups
-from memcomp.learners import LEARNERS, head
-from memcomp.learners.batching import grouped_features, task_chunks
+from memcomp.learners import LEARNERS
+from memcomp.learners.batching import grouped_features
+from memcomp.learners.driver import task_chunks
+from memcomp.numerics import head
 from memcomp.types import Task
 
 # (learner, params) pairs covering every learner and feature mode; small K and N keep this fast.

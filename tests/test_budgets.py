@@ -16,7 +16,7 @@ from memcomp.errors import InputError
 from memcomp.learners import LEARNERS
 from memcomp.learners.maml import Maml
 from memcomp.learners.mrml import Mrml
-from memcomp.memory import MemoryResult
+from memcomp.measure.memory import MemoryResult
 from memcomp.registry import Entry
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""``memcomp.learners.cg.conjugate_gradient`` against ``torch.linalg.solve`` on SPD systems."""
+"""``memcomp.numerics.cg.conjugate_gradient`` against ``torch.linalg.solve`` on SPD systems."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from memcomp.learners.cg import conjugate_gradient
+from memcomp.numerics.cg import conjugate_gradient
 
 DT = torch.float64
 

@@ -10,7 +10,7 @@ from helpers_head import (
     reg_ce,
 )
 
-from memcomp.learners import head
+from memcomp.numerics import head
 
 TOL = 1e-12
 

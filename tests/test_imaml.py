@@ -17,14 +17,9 @@ from helpers_learners import (
 )
 from torch import Tensor, nn
 
-from memcomp.learners.imaml import (
-    Imaml,
-    ImamlParams,
-    flatten,
-    implicit_solve,
-    proximal_descent,
-    unflatten,
-)
+from memcomp.learners.imaml import Imaml, proximal_descent
+from memcomp.learners.params import ImamlParams
+from memcomp.numerics.hvp import flatten, implicit_solve, unflatten
 from memcomp.types import Task
 
 DT = torch.float64

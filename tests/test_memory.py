@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from memcomp.memory import (
+from memcomp.measure.memory import (
     MB,
     MemoryMeter,
     MemoryResult,
@@ -256,7 +256,6 @@ def learner_peak(name: str, params: dict, supervised: bool = False) -> float:
     learner = build_learner(name, params, build_backbone("conv4", {"hidden": 8}, (1, 28, 28)), 5)
     opt = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad])
     meter = MemoryMeter("cpu", resident=[learner, opt, task])
-    learner.phase = meter.phase
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)

@@ -19,8 +19,9 @@ from helpers_head import (
 from pydantic import ValidationError
 from torch import Tensor
 
-from memcomp.learners import LEARNERS, Learner, head
-from memcomp.learners.cg import conjugate_gradient
+from memcomp.learners import LEARNERS, Learner
+from memcomp.numerics import head
+from memcomp.numerics.cg import conjugate_gradient
 
 
 def unpack(phi: Tensor, ways: int) -> tuple[Tensor, Tensor]:

@@ -12,7 +12,7 @@ from memcomp.config import Cell
 from memcomp.errors import InputError
 
 if TYPE_CHECKING:
-    from memcomp.memory import MemoryResult
+    from memcomp.measure.memory import MemoryResult
 
 Measure = Callable[..., "MemoryResult"]
 VERDICTS = ("ok", "exceeded", "error", "skipped", "recorded")

@@ -1,7 +1,7 @@
 """Budget files, parsed by the config layer: every problem names its file, line and field.
 
 A budget file (or the ``budgets:`` section of a suite) lists cells and what their peak memory
-(the increment above the baseline, :class:`~memcomp.memory.MemoryResult.peak_mb`) may be::
+(the increment above the baseline, :class:`~memcomp.measure.memory.MemoryResult.peak_mb`) may be::
 
     source: cpu-estimate          # what the numbers are: cuda | cpu-estimate
     defaults:                     # shared by every budget (each key may be overridden)

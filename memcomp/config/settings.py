@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-MAX_STEPS = 100_000  # inner / fine-tuning / solver steps of one task
+from memcomp.registry import MAX_STEPS
+
 MAX_ITERATIONS = 10_000_000  # meta-iterations of one cell
 MAX_TASKS = 100_000  # tasks per meta-iteration, episodes per evaluation
 

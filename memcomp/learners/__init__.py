@@ -1,17 +1,48 @@
 """Learners: one registry of meta-learning algorithms sharing the :class:`Learner` interface.
 
-A learner is registered as ``@LEARNERS.register(name, summary, ParamsModel)`` on a class whose
-constructor is ``cls(backbone, ways, params)``.
+Importing this package does not import torch: the built-in learners are registered lazily
+(name, summary, parameter model from :mod:`memcomp.learners.params`, ``"module:Class"``), and
+``Learner``, ``StepStats`` and the other torch-backed names load on first attribute access.
+A plugin registers a class whose constructor is ``cls(backbone, ways, params)`` with
+``@LEARNERS.register(name, summary, ParamsModel)``.
 """
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
-from memcomp.learners.base import Learner, LearnerParams, StepStats
+from memcomp.learners.params import (
+    AnilParams,
+    ImamlParams,
+    ItdBioParams,
+    LearnerParams,
+    MamlParams,
+    MrmlParams,
+)
 from memcomp.registry import Registry
 
-LEARNERS: Registry[type[Learner]] = Registry("learner")
+if TYPE_CHECKING:
+    from torch import nn
+
+    from memcomp.learners.base import Learner, StepStats
+
+LEARNERS: Registry[Any] = Registry("learner")
+
+for _name, _summary, _params, _target in [
+    ("anil", "ANIL: second-order meta-gradient through K SGD steps on the head only",
+     AnilParams, "anil:Anil"),
+    ("fomaml", "first-order MAML: query gradient at the adapted weights, no second order",
+     MamlParams, "maml:FoMaml"),
+    ("imaml", "iMAML: implicit meta-gradient via CG on (I + H/lam), proximal inner loop",
+     ImamlParams, "imaml:Imaml"),
+    ("itd-bio", "ITD-BiO: backprop through K head steps from a fixed head init into the backbone",
+     ItdBioParams, "itdbio:ItdBio"),
+    ("maml", "MAML: second-order meta-gradient through K SGD steps on all weights",
+     MamlParams, "maml:Maml"),
+    ("mrml", "Algorithm 1: implicit hypergradient, K head steps + N CG steps, no graph through "
+     "either", MrmlParams, "mrml:Mrml"),
+]:  # fmt: skip
+    LEARNERS.register_lazy(_name, _summary, _params, f"memcomp.learners.{_target}")
 
 
 def build_learner(name: str, params: dict, backbone: nn.Module, ways: int) -> Learner:
@@ -20,7 +51,23 @@ def build_learner(name: str, params: dict, backbone: nn.Module, ways: int) -> Le
     return entry.factory(backbone, ways, entry.params(**params))
 
 
-# Built-in learners register themselves on import (one line per module).
-from memcomp.learners import anil, imaml, itdbio, maml, mrml  # noqa: E402, F401
+_LAZY = {"Learner": "base", "StepStats": "base", "Chunk": "driver", "ChunkOut": "driver"}
 
-__all__ = ["LEARNERS", "Learner", "LearnerParams", "StepStats", "build_learner"]
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"memcomp.learners.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "LEARNERS",
+    "Chunk",
+    "ChunkOut",
+    "Learner",
+    "LearnerParams",
+    "StepStats",
+    "build_learner",
+]

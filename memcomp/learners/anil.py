@@ -4,7 +4,7 @@ Per task the head starts from the meta-learned initialisation and takes K SGD st
 cross-entropy; the meta-gradient of the query cross-entropy at the adapted head flows, second
 order, through the K steps into the head initialisation and the backbone.
 
-Two honest implementations (design notes, section 2), chosen by ``features``:
+Two honest implementations (docs/design.md section 2), chosen by ``features``:
 
 * ``once``: the backbone runs once per task on the support set (with graph) and the K closed-form
   head steps reuse those features, so memory is one backbone graph, flat in K;
@@ -21,44 +21,22 @@ init.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import Callable
 
-import torch
-from pydantic import Field
 from torch import Tensor
 
-from memcomp.learners import LEARNERS, head
-from memcomp.learners.base import StepStats, mean_loss
-from memcomp.learners.batching import (
-    BatchableLearner,
-    ExecutionParams,
-    grouped_features,
-    task_chunks,
-)
+from memcomp.learners.base import Chunk, ChunkOut, Learner
+from memcomp.learners.batching import grouped_features
+from memcomp.learners.params import AnilParams
+from memcomp.numerics import head
 from memcomp.types import Task
 
-FeatureMode = Literal["once", "per-step"]
 
-
-class AnilParams(ExecutionParams):
-    """Parameters of ``anil``."""
-
-    inner_steps: int = Field(5, ge=0, le=100_000, description="inner SGD steps K on the head")
-    inner_lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="inner SGD step size")
-    features: FeatureMode = Field(
-        "once",
-        description="support features computed once per task (memory flat in K) or re-computed "
-        "at every inner step (learn2learn / paper style, memory grows with K)",
-    )
-
-
-@LEARNERS.register(
-    "anil", "ANIL: second-order meta-gradient through K SGD steps on the head only", AnilParams
-)
-class Anil(BatchableLearner):
+class Anil(Learner):
     """ANIL; subclasses with ``meta_learns_head = False`` adapt a fixed head init instead."""
 
+    exact = True
+    test_params = {"inner_steps": 3, "inner_lr": 0.5}
     params: AnilParams
 
     @property
@@ -82,38 +60,25 @@ class Anil(BatchableLearner):
             w, b = head.gd_graph(features(), ys, w, b, 1, p.inner_lr, self.l2)
         return w, b
 
-    def _meta_backward_batched(self, tasks: Sequence[Task]) -> StepStats:
-        n = len(tasks)
-        losses = []
-        with torch.enable_grad():
-            for chunk in task_chunks(tasks, self.params.task_chunk):
-                k = len(chunk)
-                xs, ys = [t.xs for t in chunk], torch.stack([t.ys for t in chunk])
-                with self.phase("inner"):
-                    w0 = self.head.weight.unsqueeze(0).expand(k, -1, -1)
-                    b0 = self.head.bias.unsqueeze(0).expand(k, -1)
-                    w, b = self._adapt(
-                        lambda xs=xs: grouped_features(self.backbone, xs), ys, w0, b0
-                    )
-                with self.phase("hypergrad"):
-                    zq = grouped_features(self.backbone, [t.xq for t in chunk])
-                    loss = head.loss(zq, torch.stack([t.yq for t in chunk]), w, b)
-                    (loss.sum() / n).backward()
-                losses.append(loss.detach())
-        return StepStats(loss=torch.cat(losses).mean())
+    def inner(self, chunk: Chunk) -> tuple[Tensor, Tensor]:
+        """Adapted heads ``(W, b)`` of the chunk's tasks ((B, ...) when batched)."""
+        if not chunk.batched:
+            task = chunk.tasks[0]
+            return self.adapt_head(task.xs, task.ys)
+        k, xs = len(chunk.tasks), chunk.images("xs")
+        w0 = self.head.weight.unsqueeze(0).expand(k, -1, -1)
+        b0 = self.head.bias.unsqueeze(0).expand(k, -1)
+        return self._adapt(lambda: grouped_features(self.backbone, xs), chunk.stack("ys"), w0, b0)
 
-    def _meta_backward_sequential(self, tasks: Sequence[Task]) -> StepStats:
-        n = len(tasks)
-        losses = []
-        with torch.enable_grad():
-            for task in tasks:
-                with self.phase("inner"):
-                    w, b = self.adapt_head(task.xs, task.ys)
-                with self.phase("hypergrad"):
-                    loss = head.loss(self.backbone(task.xq), task.yq, w, b)
-                    (loss / n).backward()
-                losses.append(loss.detach())
-        return StepStats(loss=mean_loss(losses))
+    def hypergrad(self, chunk: Chunk, state: tuple[Tensor, Tensor]) -> ChunkOut:
+        w, b = state
+        if not chunk.batched:
+            task = chunk.tasks[0]
+            loss = head.loss(self.backbone(task.xq), task.yq, w, b)
+        else:
+            zq = grouped_features(self.backbone, chunk.images("xq"))
+            loss = head.loss(zq, chunk.stack("yq"), w, b)
+        return ChunkOut(loss=loss.detach(), objective=loss)
 
     def adapt_predict(self, task: Task) -> Tensor:
         return self.head_gd_predict(task, self.l2)

@@ -7,53 +7,40 @@ the others meta-learn it. The runner calls, per meta-iteration::
     opt.zero_grad(); stats = learner.meta_backward(tasks); opt.step()
 
 ``meta_backward`` must leave in ``p.grad`` of every meta-parameter the meta-gradient of the mean
-query loss over ``tasks`` (as defined by the algorithm), and nothing else. Phases of the work are
-wrapped in ``with self.phase("inner"):`` / ``with self.phase("hypergrad"):`` so the runner can
-measure memory and time per phase; by default ``phase`` is a no-op.
+query loss over ``tasks`` (as defined by the algorithm), and nothing else. The built-in learners
+implement :meth:`Learner.inner` and :meth:`Learner.hypergrad` for one chunk of tasks and let
+:func:`memcomp.learners.driver.run_chunks` run them (sequential, batched, chunked, phases marked
+through :func:`memcomp.measure.phases.phase`); a plugin may instead override ``meta_backward``.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
-from memcomp.learners import head
-from memcomp.registry import Params
+from memcomp.learners.driver import Chunk, ChunkOut, StepStats, run_chunks, use_batched
+from memcomp.learners.params import LearnerParams
+from memcomp.measure.phases import phase
+from memcomp.numerics import head
 from memcomp.types import Task
 
-PhaseFn = Callable[[str], AbstractContextManager[None]]
-
-
-@contextlib.contextmanager
-def no_phase(name: str) -> Iterator[None]:
-    yield
-
-
-class LearnerParams(Params):
-    """Parameters every learner accepts."""
-
-    inner_steps: int = Field(5, ge=0, le=100_000, description="inner-loop (lower-level) steps K")
-    inner_lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="inner-loop step size")
-
-
-@dataclass
-class StepStats:
-    """What one ``meta_backward`` reports; tensors stay on device (no host sync)."""
-
-    loss: Tensor
-    cg_residual: Tensor | None = None
+__all__ = ["Chunk", "ChunkOut", "Learner", "LearnerParams", "StepStats"]
 
 
 class Learner(nn.Module):
-    """Base class: backbone + linear head; subclasses implement the algorithm."""
+    """Base class: backbone + linear head; subclasses implement the algorithm.
+
+    ``exact``: the meta-gradient is the exact derivative of the mean query loss after the inner
+    loop (checked against finite differences by ``tests/test_learner_contract.py``);
+    ``test_params``: tiny hyper-parameters that contract test uses.
+    """
 
     meta_learns_head: bool = True
+    exact: ClassVar[bool] = False
+    test_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, backbone: nn.Module, ways: int, params: LearnerParams) -> None:
         super().__init__()
@@ -61,7 +48,6 @@ class Learner(nn.Module):
         self.head = nn.Linear(int(backbone.feat_dim), ways)
         self.ways = ways
         self.params = params
-        self.phase: PhaseFn = no_phase
         if not self.meta_learns_head:
             self.head.requires_grad_(False)
 
@@ -71,6 +57,18 @@ class Learner(nn.Module):
 
     def meta_backward(self, tasks: Sequence[Task]) -> StepStats:
         """Accumulate the meta-gradient (mean over ``tasks``) into ``.grad``."""
+        return run_chunks(self, tasks)
+
+    def batchable(self, tasks: Sequence[Task]) -> bool:
+        """Whether the driver may stack ``tasks`` (batched execution requested and possible)."""
+        return use_batched(self.params, tasks)
+
+    def inner(self, chunk: Chunk) -> Any:
+        """Inner loop of ``chunk`` (phase "inner"); returns what :meth:`hypergrad` needs."""
+        raise NotImplementedError
+
+    def hypergrad(self, chunk: Chunk, state: Any) -> ChunkOut:
+        """Query losses and the objective (or flat meta-gradient) of ``chunk``."""
         raise NotImplementedError
 
     def adapt_predict(self, task: Task) -> Tensor:
@@ -81,7 +79,7 @@ class Learner(nn.Module):
         """Query logits after K no-graph SGD steps (``inner_steps``, ``inner_lr``) of the head from
         ``self.head`` on the support features, ``l2`` weighting ``(l2/2)||(W, b)||^2``."""
         p = self.params
-        with torch.no_grad(), self.phase("inner"):
+        with torch.no_grad(), phase("inner"):
             zs, zq = self.backbone(task.xs), self.backbone(task.xq)
             w, b = head.gd(
                 zs, task.ys, self.head.weight, self.head.bias, p.inner_steps, p.inner_lr, l2
@@ -91,7 +89,3 @@ class Learner(nn.Module):
     def test_head_init(self) -> tuple[Tensor, Tensor]:
         """Head (weight, bias) the head-finetune protocol starts from."""
         return self.head.weight.detach(), self.head.bias.detach()
-
-
-def mean_loss(losses: Sequence[Tensor]) -> Tensor:
-    return torch.stack([x.detach() for x in losses]).mean()

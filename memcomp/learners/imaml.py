@@ -19,38 +19,26 @@ code's ``cg_damping`` does) and watch the reported CG residual.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor
 from torch.func import functional_call
 
-from memcomp.learners import LEARNERS
-from memcomp.learners.base import StepStats, mean_loss
-from memcomp.learners.batching import (
-    BatchableLearner,
-    ExecutionParams,
-    task_chunks,
-    use_batched,
-    vmapped_losses,
+from memcomp.learners.base import Chunk, ChunkOut, Learner
+from memcomp.learners.batching import vmapped_losses
+from memcomp.learners.params import ImamlParams
+from memcomp.measure.phases import phase
+from memcomp.numerics.cg import conjugate_gradient
+from memcomp.numerics.hvp import (
+    LossFn,
+    Solver,
+    batch_flatten,
+    flatten,
+    implicit_solve,
 )
-from memcomp.learners.cg import CGResult, conjugate_gradient
 from memcomp.types import Task
-
-LossFn = Callable[[list[Tensor]], Tensor]
-
-
-def flatten(tensors: Sequence[Tensor]) -> Tensor:
-    """Concatenate tensors into one flat vector."""
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def unflatten(vec: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
-    """Split a flat vector into tensors shaped as ``like``."""
-    parts = torch.split(vec, [t.numel() for t in like])
-    return [p.view_as(t) for p, t in zip(parts, like, strict=True)]
 
 
 def proximal_descent(
@@ -72,115 +60,12 @@ def proximal_descent(
     return [p.detach() for p in phi]
 
 
-def _proximal_matvec(
-    loss_fn: LossFn,
-    phi: Sequence[Tensor],
-    lam: float,
-    damping: float,
-    to_flat: Callable[[Sequence[Tensor]], Tensor],
-    from_flat: Callable[[Tensor, Sequence[Tensor]], list[Tensor]],
-) -> Callable[[Tensor], Tensor]:
-    """``v -> (1 + damping) v + H v / lam``, ``H`` the Hessian of ``loss_fn`` at ``phi``.
+class Imaml(Learner):
+    """iMAML over all weights; ``solver`` (CG by default) solves the implicit linear system."""
 
-    Hessian-vector products are double backward passes through one retained gradient graph;
-    ``to_flat`` / ``from_flat`` convert between the tensors and the vector layout of ``v``.
-    """
-    leaves = [p.detach().requires_grad_() for p in phi]
-    grads = torch.autograd.grad(loss_fn(leaves), leaves, create_graph=True)
-    live = [i for i, gi in enumerate(grads) if gi.requires_grad]
-
-    def matvec(v: Tensor) -> Tensor:
-        if not live:
-            return v
-        vs = from_flat(v, leaves)
-        hv = torch.autograd.grad(
-            [grads[i] for i in live],
-            leaves,
-            grad_outputs=[vs[i] for i in live],
-            retain_graph=True,
-            allow_unused=True,
-        )
-        hv = [torch.zeros_like(p) if h is None else h for h, p in zip(hv, leaves, strict=True)]
-        return (1.0 + damping) * v + to_flat(hv) / lam
-
-    return matvec
-
-
-def implicit_solve(
-    loss_fn: LossFn,
-    phi: Sequence[Tensor],
-    g: Tensor,
-    lam: float,
-    iters: int,
-    tol: float | None = None,
-    x0: Tensor | None = None,
-    damping: float = 0.0,
-) -> CGResult:
-    """Solve ``((1 + damping) I + H/lam) x = g`` by CG, ``H`` the Hessian of ``loss_fn`` at ``phi``.
-
-    ``g`` is flat (numel of all ``phi``); Hessian-vector products are double backward passes
-    through one retained gradient graph.
-    """
-    matvec = _proximal_matvec(loss_fn, phi, lam, damping, flatten, unflatten)
-    return conjugate_gradient(matvec, g, x0=x0, iters=iters, tol=tol)
-
-
-def batch_flatten(tensors: Sequence[Tensor]) -> Tensor:
-    """Concatenate per-task tensors (each (B, ...)) into one (B, q) matrix."""
-    return torch.cat([t.reshape(t.shape[0], -1) for t in tensors], 1)
-
-
-def batch_unflatten(mat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
-    """Split a (B, q) matrix into per-task tensors shaped as ``like`` (each (B, ...))."""
-    parts = torch.split(mat, [t[0].numel() for t in like], dim=1)
-    return [p.reshape(t.shape) for p, t in zip(parts, like, strict=True)]
-
-
-def implicit_solve_batched(
-    loss_fn: LossFn,
-    phi: Sequence[Tensor],
-    g: Tensor,
-    lam: float,
-    iters: int,
-    tol: float | None = None,
-    damping: float = 0.0,
-) -> CGResult:
-    """:func:`implicit_solve` for B independent tasks at once.
-
-    ``phi`` holds per-task tensors (B, ...), ``loss_fn`` returns the SUM of the tasks' losses (so
-    the Hessian is block diagonal) and ``g`` is (B, q); CG runs batched over the B systems.
-    """
-    matvec = _proximal_matvec(loss_fn, phi, lam, damping, batch_flatten, batch_unflatten)
-    return conjugate_gradient(matvec, g, iters=iters, tol=tol)
-
-
-class ImamlParams(ExecutionParams):
-    """Parameters of ``imaml``."""
-
-    inner_steps: int = Field(
-        10, ge=0, le=100_000, description="gradient steps K on the proximal objective"
-    )
-    inner_lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="inner step size")
-    lam: float = Field(1.0, gt=0, allow_inf_nan=False, description="proximal strength lambda")
-    cg_steps: int = Field(5, ge=1, le=100_000, description="conjugate-gradient steps N (at most)")
-    cg_tol: float | None = Field(
-        None, gt=0, description="stop CG at this relative residual (None: always N steps)"
-    )
-    damping: float = Field(
-        0.0,
-        ge=0,
-        allow_inf_nan=False,
-        description="solve ((1 + damping) I + H/lam) x = g: keeps CG stable when H is indefinite "
-        "(the iMAML reference code uses cg_damping 1.0); 0 = the exact iMAML system",
-    )
-
-
-@LEARNERS.register(
-    "imaml", "iMAML: implicit meta-gradient via CG on (I + H/lam), proximal inner loop", ImamlParams
-)
-class Imaml(BatchableLearner):
-    """iMAML over all weights, one task after another."""
-
+    exact = False  # K inner steps and N CG steps approximate the implicit meta-gradient
+    test_params = {"inner_steps": 3, "inner_lr": 0.1, "lam": 2.0, "cg_steps": 3}
+    solver: Solver = staticmethod(conjugate_gradient)
     params: ImamlParams
 
     def forward(self, x: Tensor) -> Tensor:
@@ -207,90 +92,55 @@ class Imaml(BatchableLearner):
             self._support_fn(names, task), theta, p.lam, p.inner_steps, p.inner_lr
         )
 
-    def _batchable(self, tasks: Sequence[Task]) -> bool:
+    def batchable(self, tasks: Sequence[Task]) -> bool:
         cls = type(self)
         own_losses = cls.support_loss is Imaml.support_loss and cls.query_loss is Imaml.query_loss
-        return own_losses and use_batched(self.params, tasks)
+        return own_losses and super().batchable(tasks)
 
-    def _solve_chunk(
-        self, names: list[str], theta: list[Tensor], chunk: Sequence[Task]
-    ) -> tuple[Tensor, Tensor, CGResult]:
-        """Batched inner loop and CG for ``chunk``: (query losses (B,), solutions (B, q), CG)."""
-        p, b = self.params, len(chunk)
-        xs, ys = torch.stack([t.xs for t in chunk]), torch.stack([t.ys for t in chunk])
-
-        def support(ps: list[Tensor]) -> Tensor:
-            return vmapped_losses(self, dict(zip(names, ps, strict=True)), xs, ys).sum()
-
-        with self.phase("inner"):
-            stacked = [t.detach().unsqueeze(0).expand(b, *t.shape) for t in theta]
-            phi = proximal_descent(support, stacked, p.lam, p.inner_steps, p.inner_lr)
-        with self.phase("hypergrad"):
-            xq, yq = torch.stack([t.xq for t in chunk]), torch.stack([t.yq for t in chunk])
-            leaves = [x.requires_grad_() for x in phi]
-            loss = vmapped_losses(self, dict(zip(names, leaves, strict=True)), xq, yq)
-            gq = batch_flatten(torch.autograd.grad(loss.sum(), leaves))
-            sol = implicit_solve_batched(
-                support, phi, gq, p.lam, p.cg_steps, p.cg_tol, damping=p.damping
-            )
-        return loss.detach(), sol.x, sol
-
-    def _meta_backward_batched(self, tasks: Sequence[Task]) -> StepStats:
-        names, theta = self._names_and_params()
-        total: Tensor | None = None
-        losses, residuals = [], []
-        with torch.enable_grad():
-            for chunk in task_chunks(tasks, self.params.task_chunk):
-                loss, x, sol = self._solve_chunk(names, theta, chunk)
-                total = x.sum(0) if total is None else total + x.sum(0)
-                losses.append(loss)
-                residuals.append(sol.residual)
-        assert total is not None
-        with self.phase("hypergrad"):
-            self._accumulate(theta, total / len(tasks))
-        return StepStats(loss=torch.cat(losses).mean(), cg_residual=torch.cat(residuals).mean())
-
-    @staticmethod
-    def _accumulate(theta: list[Tensor], flat_grad: Tensor) -> None:
-        for param, g in zip(theta, unflatten(flat_grad, theta), strict=True):
-            if param.grad is None:
-                param.grad = g.clone()
-            else:
-                param.grad.add_(g)
-
-    def _meta_backward_sequential(self, tasks: Sequence[Task]) -> StepStats:
+    def inner(self, chunk: Chunk) -> tuple[LossFn, list[Tensor]]:
+        """The support loss (summed over the chunk's tasks) and its proximal minimiser ``phi``."""
         p = self.params
         names, theta = self._names_and_params()
-        total: Tensor | None = None
-        losses, residuals = [], []
-        with torch.enable_grad():
-            for task in tasks:
-                with self.phase("inner"):
-                    phi = self._adapt(names, theta, task)
-                with self.phase("hypergrad"):
-                    leaves = [x.requires_grad_() for x in phi]
-                    loss = self.query_loss(dict(zip(names, leaves, strict=True)), task)
-                    gq = flatten(torch.autograd.grad(loss, leaves))
-                    sol = implicit_solve(
-                        self._support_fn(names, task),
-                        phi,
-                        gq,
-                        p.lam,
-                        p.cg_steps,
-                        p.cg_tol,
-                        damping=p.damping,
-                    )
-                    total = sol.x if total is None else total + sol.x
-                losses.append(loss)
-                residuals.append(sol.residual)
-        assert total is not None
-        with self.phase("hypergrad"):
-            self._accumulate(theta, total / len(tasks))
-        return StepStats(loss=mean_loss(losses), cg_residual=torch.stack(residuals).mean())
+        if not chunk.batched:
+            support = self._support_fn(names, chunk.tasks[0])
+            return support, proximal_descent(support, theta, p.lam, p.inner_steps, p.inner_lr)
+        b, xs, ys = len(chunk.tasks), chunk.stack("xs"), chunk.stack("ys")
+
+        def support_sum(ps: list[Tensor]) -> Tensor:
+            return vmapped_losses(self, dict(zip(names, ps, strict=True)), xs, ys).sum()
+
+        stacked = [t.detach().unsqueeze(0).expand(b, *t.shape) for t in theta]
+        return support_sum, proximal_descent(support_sum, stacked, p.lam, p.inner_steps, p.inner_lr)
+
+    def hypergrad(self, chunk: Chunk, state: tuple[LossFn, list[Tensor]]) -> ChunkOut:
+        """Query gradient at ``phi`` and CG on ``((1 + damping) I + H/lam) x = g``."""
+        p, (support, phi) = self.params, state
+        names, _ = self._names_and_params()
+        leaves = [x.requires_grad_() for x in phi]
+        weights = dict(zip(names, leaves, strict=True))
+        if not chunk.batched:
+            loss = self.query_loss(weights, chunk.tasks[0])
+            gq = flatten(torch.autograd.grad(loss, leaves))
+        else:
+            loss = vmapped_losses(self, weights, chunk.stack("xq"), chunk.stack("yq"))
+            gq = batch_flatten(torch.autograd.grad(loss.sum(), leaves))
+        sol = implicit_solve(
+            support,
+            phi,
+            gq,
+            p.lam,
+            p.cg_steps,
+            p.cg_tol,
+            damping=p.damping,
+            solver=self.solver,
+            batched=chunk.batched,
+        )
+        meta_grad = sol.x.sum(0) if chunk.batched else sol.x
+        return ChunkOut(loss=loss.detach(), meta_grad=meta_grad, cg_residual=sol.residual)
 
     def adapt_predict(self, task: Task) -> Tensor:
         names, theta = self._names_and_params()
-        with torch.enable_grad(), self.phase("inner"):
+        with torch.enable_grad(), phase("inner"):
             phi = self._adapt(names, theta, task)
         with torch.no_grad():
             return functional_call(self, dict(zip(names, phi, strict=True)), (task.xq,)).detach()

@@ -14,36 +14,13 @@ which is what the paper ran (memory grows with K); ``once`` keeps one backbone g
 
 from __future__ import annotations
 
-from pydantic import Field
-
-from memcomp.learners import LEARNERS
-from memcomp.learners.anil import Anil, AnilParams, FeatureMode
+from memcomp.learners.anil import Anil
+from memcomp.learners.params import ItdBioParams
 
 
-class ItdBioParams(AnilParams):
-    """Parameters of ``itd-bio``."""
-
-    inner_steps: int = Field(20, ge=0, le=100_000, description="inner gradient steps K on the head")
-    l2: float = Field(
-        1e-4,
-        ge=0,
-        allow_inf_nan=False,
-        description="(l2/2)||phi||^2 on the head in the inner objective (paper's code: 1e-4 * sum "
-        "of non-squared norms)",
-    )
-    features: FeatureMode = Field(
-        "per-step",
-        description="re-run the backbone at every inner step (paper) or compute features once",
-    )
-
-
-@LEARNERS.register(
-    "itd-bio",
-    "ITD-BiO: backprop through K head steps from a fixed head init into the backbone",
-    ItdBioParams,
-)
 class ItdBio(Anil):
     """Fixed head initialisation; the meta-gradient reaches the backbone only."""
 
     meta_learns_head = False
+    test_params = {"inner_steps": 3, "inner_lr": 0.5, "l2": 0.1}
     params: ItdBioParams

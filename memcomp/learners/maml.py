@@ -10,52 +10,32 @@ its meta-gradient is the query gradient at the adapted weights.
 graph before the next task starts. ``execution="batched"`` (default) adapts per-task copies of the
 weights of ``task_chunk`` tasks together: losses by ``torch.func.vmap`` over ``functional_call``,
 gradients of their sum by plain ``torch.autograd.grad`` (``torch.func.grad`` + ``vmap`` with the
-fused BatchNorm gives wrong second-order gradients; design notes, section 4), one outer backward
-per chunk.
+fused BatchNorm gives wrong second-order gradients; docs/design.md section 5), one
+outer backward per chunk (:mod:`memcomp.learners.driver`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor
 from torch.func import functional_call
 
-from memcomp.learners import LEARNERS
-from memcomp.learners.base import StepStats, mean_loss
-from memcomp.learners.batching import (
-    BatchableLearner,
-    ExecutionParams,
-    task_chunks,
-    vmapped_losses,
-)
+from memcomp.learners.base import Chunk, ChunkOut, Learner
+from memcomp.learners.batching import vmapped_losses
+from memcomp.learners.params import MamlParams
+from memcomp.measure.phases import phase
 from memcomp.types import Task
 
 ParamDict = dict[str, Tensor]
 
 
-class MamlParams(ExecutionParams):
-    """Parameters of ``maml`` and ``fomaml``."""
-
-    inner_steps: int = Field(
-        5, ge=0, le=100_000, description="inner SGD steps K on the support set"
-    )
-    inner_lr: float = Field(0.4, gt=0, allow_inf_nan=False, description="inner SGD step size")
-    test_inner_steps: int | None = Field(
-        None, ge=0, le=100_000, description="inner steps at native meta-test (None: inner_steps)"
-    )
-
-
-@LEARNERS.register(
-    "maml", "MAML: second-order meta-gradient through K SGD steps on all weights", MamlParams
-)
-class Maml(BatchableLearner):
+class Maml(Learner):
     """Second-order MAML over all weights; ``first_order`` switches to FOMAML."""
 
     first_order: bool = False
+    exact = True
+    test_params = {"inner_steps": 2, "inner_lr": 0.3}
     params: MamlParams
 
     def forward(self, x: Tensor) -> Tensor:
@@ -90,62 +70,37 @@ class Maml(BatchableLearner):
             fast = {n: p - lr * g for (n, p), g in zip(fast.items(), grads, strict=True)}
         return fast
 
-    def _meta_backward_batched(self, tasks: Sequence[Task]) -> StepStats:
-        n = len(tasks)
-        losses = []
-        with torch.enable_grad():
-            for chunk in task_chunks(tasks, self.params.task_chunk):
-                b = len(chunk)
-                xs, ys = torch.stack([t.xs for t in chunk]), torch.stack([t.ys for t in chunk])
-                with self.phase("inner"):
-                    start = {
-                        k: p.unsqueeze(0).expand(b, *p.shape)
-                        for k, p in self.named_meta_parameters().items()
-                    }
-                    fast = self.adapt_batched(
-                        start, xs, ys, self.params.inner_steps, not self.first_order
-                    )
-                    del xs, ys
-                with self.phase("hypergrad"):
-                    xq, yq = torch.stack([t.xq for t in chunk]), torch.stack([t.yq for t in chunk])
-                    loss = vmapped_losses(self, fast, xq, yq)
-                    (loss.sum() / n).backward()
-                losses.append(loss.detach())
-        return StepStats(loss=torch.cat(losses).mean())
+    def inner(self, chunk: Chunk) -> ParamDict:
+        """Adapted weights of the chunk's tasks (per-task copies (B, ...) when batched)."""
+        steps, second_order = self.params.inner_steps, not self.first_order
+        start = self.named_meta_parameters()
+        if not chunk.batched:
+            task = chunk.tasks[0]
+            return self.adapt(start, task.xs, task.ys, steps, create_graph=second_order)
+        b = len(chunk.tasks)
+        start = {k: p.unsqueeze(0).expand(b, *p.shape) for k, p in start.items()}
+        return self.adapt_batched(start, chunk.stack("xs"), chunk.stack("ys"), steps, second_order)
 
-    def _meta_backward_sequential(self, tasks: Sequence[Task]) -> StepStats:
-        n = len(tasks)
-        losses = []
-        with torch.enable_grad():
-            for task in tasks:
-                with self.phase("inner"):
-                    fast = self.adapt(
-                        self.named_meta_parameters(),
-                        task.xs,
-                        task.ys,
-                        self.params.inner_steps,
-                        create_graph=not self.first_order,
-                    )
-                with self.phase("hypergrad"):
-                    loss = F.cross_entropy(functional_call(self, fast, (task.xq,)), task.yq)
-                    (loss / n).backward()
-                losses.append(loss)
-        return StepStats(loss=mean_loss(losses))
+    def hypergrad(self, chunk: Chunk, fast: ParamDict) -> ChunkOut:
+        if not chunk.batched:
+            task = chunk.tasks[0]
+            loss = F.cross_entropy(functional_call(self, fast, (task.xq,)), task.yq)
+        else:
+            loss = vmapped_losses(self, fast, chunk.stack("xq"), chunk.stack("yq"))
+        return ChunkOut(loss=loss.detach(), objective=loss)
 
     def adapt_predict(self, task: Task) -> Tensor:
         steps = self.params.test_inner_steps
         steps = self.params.inner_steps if steps is None else steps
         start = {n: p.detach().requires_grad_() for n, p in self.named_meta_parameters().items()}
-        with torch.enable_grad(), self.phase("inner"):
+        with torch.enable_grad(), phase("inner"):
             fast = self.adapt(start, task.xs, task.ys, steps, create_graph=False)
         with torch.no_grad():
             return functional_call(self, fast, (task.xq,)).detach()
 
 
-@LEARNERS.register(
-    "fomaml", "first-order MAML: query gradient at the adapted weights, no second order", MamlParams
-)
 class FoMaml(Maml):
     """First-order MAML: the inner-loop gradients are treated as constants."""
 
     first_order = True
+    exact = False  # the first-order approximation of the MAML meta-gradient

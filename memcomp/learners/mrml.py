@@ -10,11 +10,11 @@ the head initialisation is fixed (frozen, never meta-learned). Per task:
    ``d2g/dphi2 (phi_K) v = df/dphi (phi_K)``, with closed-form Hessian-vector products;
 3. features recomputed WITH graph and ONE scalar ``f(theta, phi_K) - <dg/dphi(theta, phi_K), v>``
    (``phi_K``, ``v`` constants) back-propagated: its gradient in theta is exactly
-   ``df/dtheta - (d2g/dtheta dphi) v``, the paper's hypergradient (design notes, section 1).
+   ``df/dtheta - (d2g/dtheta dphi) v``, the paper's hypergradient (docs/design.md section 1).
 
 Peak memory is one forward graph of the backbone, flat in K and N. ``l2 > 0`` makes the lower
 level strongly convex; with ``l2 = 0`` the Hessian is singular and CG may not converge, which the
-reported relative residual ``||H v - b|| / ||b||`` shows (design notes, section 3).
+reported relative residual ``||H v - b|| / ||b||`` shows (docs/design.md section 3).
 
 ``execution="sequential"`` runs tasks one after another. ``execution="batched"`` (default) runs
 ``task_chunk`` tasks (all by default) together: ONE backbone forward with graph over all tasks'
@@ -28,61 +28,26 @@ in K and N, and one forward is saved.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
-from pydantic import Field
 from torch import Tensor
 
-from memcomp.learners import LEARNERS, head
-from memcomp.learners.base import StepStats, mean_loss
-from memcomp.learners.batching import (
-    BatchableLearner,
-    ExecutionParams,
-    grouped_features,
-    task_chunks,
-)
-from memcomp.learners.cg import CGResult, conjugate_gradient
+from memcomp.learners.base import Chunk, ChunkOut, Learner
+from memcomp.learners.batching import grouped_features
+from memcomp.learners.params import MrmlParams
+from memcomp.numerics import head
+from memcomp.numerics.cg import CGResult, conjugate_gradient
+from memcomp.numerics.hvp import Solver, head_matvec
 from memcomp.types import Task
 
 
-class MrmlParams(ExecutionParams):
-    """Parameters of ``mrml``."""
-
-    inner_steps: int = Field(
-        20, ge=0, le=100_000, description="lower-level gradient steps K on the head"
-    )
-    inner_lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="lower-level step size")
-    cg_steps: int = Field(20, ge=0, le=100_000, description="conjugate-gradient steps N")
-    cg_tol: float | None = Field(
-        None,
-        gt=0,
-        allow_inf_nan=False,
-        description="stop CG once the relative residual is <= cg_tol (None: always N steps, "
-        "no host synchronisation)",
-    )
-    l2: float = Field(
-        0.01,
-        ge=0,
-        allow_inf_nan=False,
-        description="(l2/2)||phi||^2 in the lower level; > 0 makes it strongly convex",
-    )
-    warm_start: bool = Field(
-        False,
-        description="start each batch slot's head and CG solution from the previous "
-        "meta-iteration's (paper pseudo-code); False: fixed head init and v = 0 (paper code)",
-    )
-
-
-@LEARNERS.register(
-    "mrml",
-    "Algorithm 1: implicit hypergradient, K head steps + N CG steps, no graph through either",
-    MrmlParams,
-)
-class Mrml(BatchableLearner):
-    """The paper's memory-reduced meta-learner (Algorithm 1)."""
+class Mrml(Learner):
+    """The paper's memory-reduced meta-learner (Algorithm 1); ``solver`` (CG by default) solves
+    the head's linear system."""
 
     meta_learns_head = False
+    exact = False  # K head steps and N CG steps approximate the implicit hypergradient
+    test_params = {"inner_steps": 5, "inner_lr": 0.5, "cg_steps": 5, "l2": 0.1}
+    solver: Solver = staticmethod(conjugate_gradient)
     params: MrmlParams
 
     def __init__(self, backbone: torch.nn.Module, ways: int, params: MrmlParams) -> None:
@@ -118,16 +83,11 @@ class Mrml(BatchableLearner):
         self, zs: Tensor, zq: Tensor, yq: Tensor, w: Tensor, b: Tensor, v0: Tensor | None
     ) -> CGResult:
         """Step 2: CG on ``d2g/dphi2 v = df/dphi`` at ``(W, b)`` (flat ``v``, see ``head``)."""
-        p, ways = self.params, self.ways
+        p = self.params
         with torch.no_grad():
-            probs = head.probs(zs, w, b)
-
-            def matvec(x: Tensor) -> Tensor:
-                uw, ub = head.unflatten(x, ways)
-                return head.flatten(*head.hvp(zs, w, b, uw, ub, p.l2, p=probs))
-
+            matvec = head_matvec(zs, w, b, p.l2, self.ways)
             rhs = head.flatten(*head.grad(zq, yq, w, b))
-            return conjugate_gradient(matvec, rhs, x0=v0, iters=p.cg_steps, tol=p.cg_tol)
+            return self.solver(matvec, rhs, x0=v0, iters=p.cg_steps, tol=p.cg_tol)
 
     def _starts(self, first: int, count: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Stacked :meth:`_start` of slots ``first .. first + count - 1``: (B, ...) tensors.
@@ -143,63 +103,54 @@ class Mrml(BatchableLearner):
         v0 = torch.stack([zero if s[2] is None else s[2] for s in starts])
         return w0, b0, v0
 
-    def _meta_backward_batched(self, tasks: Sequence[Task]) -> StepStats:
-        p, n = self.params, len(tasks)
-        losses, residuals = [], []
-        self.last_cg_iterations = []
-        first = 0
-        for chunk in task_chunks(tasks, p.task_chunk):
-            k = len(chunk)
-            xs, xq = [t.xs for t in chunk], [t.xq for t in chunk]
-            ys, yq = torch.stack([t.ys for t in chunk]), torch.stack([t.yq for t in chunk])
-            with self.phase("inner"):
-                with torch.enable_grad():  # the graph is kept for the one backward below
-                    zs_g = grouped_features(self.backbone, xs)
-                    zq_g = grouped_features(self.backbone, xq)
-                zs, zq = zs_g.detach(), zq_g.detach()
-                w0, b0, v0 = self._starts(first, k, zs)
-                w, b = head.gd(zs, ys, w0, b0, p.inner_steps, p.inner_lr, p.l2)
-            with self.phase("hypergrad"):
-                res = self.solve(zs, zq, yq, w, b, v0)
-                vw, vb = head.unflatten(res.x, self.ways)
-                with torch.enable_grad():
-                    f = head.loss(zq_g, yq, w, b)
-                    gw, gb = head.grad(zs_g, ys, w, b)
-                    inner = (gw * vw).sum((-1, -2)) + (gb * vb).sum(-1)
-                    ((f - inner).sum() / n).backward()
-                del zs_g, zq_g
-            if p.warm_start:
-                for i in range(k):
-                    self.warm_state[first + i] = (w[i], b[i], res.x[i])
-            self.last_cg_iterations += [res.iterations] * k
-            losses.append(f.detach())
-            residuals.append(res.residual)
-            first += k
-        return StepStats(loss=torch.cat(losses).mean(), cg_residual=torch.cat(residuals).mean())
+    def inner(self, chunk: Chunk) -> list:
+        """Step 1. Batched: features WITH graph (kept for the one backward), detached copies feed
+        the head steps. Sequential: features without graph. Returns a list :meth:`hypergrad`
+        empties (so the no-graph features are freed before the graph is built)."""
+        p = self.params
+        if chunk.first == 0:
+            self.last_cg_iterations = []
+        if not chunk.batched:
+            return list(self.lower_level(chunk.first, chunk.tasks[0]))
+        zs_g = grouped_features(self.backbone, chunk.images("xs"))
+        zq_g = grouped_features(self.backbone, chunk.images("xq"))
+        zs = zs_g.detach()
+        w0, b0, v0 = self._starts(chunk.first, len(chunk.tasks), zs)
+        w, b = head.gd(zs, chunk.stack("ys"), w0, b0, p.inner_steps, p.inner_lr, p.l2)
+        return [zs_g, zq_g, w, b, v0]
 
-    def _meta_backward_sequential(self, tasks: Sequence[Task]) -> StepStats:
-        n = len(tasks)
-        losses, residuals = [], []
-        self.last_cg_iterations = []
-        for slot, task in enumerate(tasks):
-            with self.phase("inner"):
-                zs, zq, w, b, v0 = self.lower_level(slot, task)
-            with self.phase("hypergrad"):
-                res = self.solve(zs, zq, task.yq, w, b, v0)
-                del zs, zq
-                vw, vb = head.unflatten(res.x, self.ways)
-                with torch.enable_grad():
-                    zs, zq = self.backbone(task.xs), self.backbone(task.xq)
-                    f = head.loss(zq, task.yq, w, b)
-                    # the l2 part of dg/dphi does not depend on theta: the support CE suffices
-                    gw, gb = head.grad(zs, task.ys, w, b)
-                    ((f - (gw * vw).sum() - (gb * vb).sum()) / n).backward()
-            if self.params.warm_start:
-                self.warm_state[slot] = (w, b, res.x)
-            self.last_cg_iterations.append(res.iterations)
-            losses.append(f.detach())
-            residuals.append(res.residual)
-        return StepStats(loss=mean_loss(losses), cg_residual=torch.stack(residuals).mean())
+    def hypergrad(self, chunk: Chunk, state: list) -> ChunkOut:
+        """Steps 2 and 3: CG, then the scalar whose gradient in theta is the hypergradient."""
+        zs, zq, w, b, v0 = state
+        state.clear()
+        if chunk.batched:
+            ys, yq = chunk.stack("ys"), chunk.stack("yq")
+            res = self.solve(zs.detach(), zq.detach(), yq, w, b, v0)
+        else:
+            task = chunk.tasks[0]
+            ys, yq = task.ys, task.yq
+            res = self.solve(zs, zq, yq, w, b, v0)
+            del zs, zq
+            zs, zq = self.backbone(task.xs), self.backbone(task.xq)
+        vw, vb = head.unflatten(res.x, self.ways)
+        f = head.loss(zq, yq, w, b)
+        # the l2 part of dg/dphi does not depend on theta: the support CE suffices
+        gw, gb = head.grad(zs, ys, w, b)
+        if chunk.batched:
+            objective = f - ((gw * vw).sum((-1, -2)) + (gb * vb).sum(-1))
+        else:
+            objective = f - (gw * vw).sum() - (gb * vb).sum()
+        self._remember(chunk, w, b, res)
+        return ChunkOut(loss=f.detach(), objective=objective, cg_residual=res.residual)
+
+    def _remember(self, chunk: Chunk, w: Tensor, b: Tensor, res: CGResult) -> None:
+        """Warm-start state and CG iteration counts of the chunk's batch slots."""
+        k = len(chunk.tasks)
+        if self.params.warm_start:
+            for i in range(k):
+                slot = chunk.first + i
+                self.warm_state[slot] = (w[i], b[i], res.x[i]) if chunk.batched else (w, b, res.x)
+        self.last_cg_iterations += [res.iterations] * k
 
     def adapt_predict(self, task: Task) -> Tensor:
         return self.head_gd_predict(task, self.params.l2)

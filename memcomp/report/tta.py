@@ -1,4 +1,4 @@
-"""Time-to-accuracy as the paper defines it (paper.md section 4, design-notes section 6).
+"""Time-to-accuracy as the paper defines it (docs/design.md section 8).
 
 target = fraction x Acc_max, where Acc_max is the best (raw) validation accuracy of any method on
 the same dataset, setting and backbone. Each curve is smoothed by a trailing moving average of

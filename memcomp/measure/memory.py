@@ -1,4 +1,5 @@
-"""Peak memory of measured regions (meta-iterations) and of named phases inside them.
+"""Peak memory of measured regions (meta-iterations) and of named phases inside them
+(rationale: docs/design.md section 6).
 
 Two sources give the same numbers' meaning, "bytes the CUDA caching allocator would report":
 
@@ -41,6 +42,8 @@ import torch
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from memcomp.measure.phases import active_meter
 
 SOURCES = ("auto", "cuda", "cpu-estimate", "none")
 ALLOC_ROUND = 512  # CUDA caching allocator: every block is a multiple of 512 bytes
@@ -253,9 +256,12 @@ class _Estimate:
 class MemoryMeter:
     """Measures regions (``with meter.measure():``) and phases inside them (``meter.phase``).
 
-    ``resident``: objects (modules, optimisers, tensors, tasks) whose tensors count in the
-    CPU estimate's baseline even if the region never touches them. The result keeps, over all
-    regions, the largest peak increment, baseline, reserved peak and per-phase increment.
+    While a region is measured the meter is the active one of :mod:`memcomp.measure.phases`, so a
+    learner's ``with phase("inner"):`` is measured without handing the learner the meter.
+
+        ``resident``: objects (modules, optimisers, tensors, tasks) whose tensors count in the
+        CPU estimate's baseline even if the region never touches them. The result keeps, over all
+        regions, the largest peak increment, baseline, reserved peak and per-phase increment.
     """
 
     def __init__(
@@ -297,7 +303,8 @@ class MemoryMeter:
         self._start = self._region_peak = self._backend.begin(self.resident)
         self._active, self._open = True, []
         try:
-            yield
+            with active_meter(self.phase):  # learners' ``phase(name)`` reaches this meter
+                yield
         finally:
             self._fold()
             baseline, reserved = self._backend.end()

@@ -2,7 +2,8 @@
 
 Shared by ``imaml`` and ``mrml``. ``b`` has shape (q,) for one system or (B, q) for B independent
 systems solved together (dot products along the last dimension). In fixed-iteration mode
-(``tol=None``) nothing is read back to the host, so the loop never synchronises a GPU.
+(``tol=None``) nothing is read back to the host, so the loop never synchronises a GPU. CG needs
+a positive-definite matrix: for a softmax head that takes an L2 term (docs/design.md section 3).
 """
 
 from __future__ import annotations

@@ -1,0 +1,131 @@
+"""Parameter models of the built-in learners, importable without torch.
+
+The learner registry (:mod:`memcomp.learners`) validates, lists and documents parameters from
+these models before (or without) importing an algorithm's implementation.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from memcomp.registry import MAX_STEPS, Params
+
+Execution = Literal["sequential", "batched"]
+FeatureMode = Literal["once", "per-step"]
+
+
+class LearnerParams(Params):
+    """Parameters every learner accepts."""
+
+    inner_steps: int = Field(5, ge=0, le=MAX_STEPS, description="inner-loop (lower-level) steps K")
+    inner_lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="inner-loop step size")
+
+
+class ExecutionParams(LearnerParams):
+    """Learner parameters with an execution mode (see :mod:`memcomp.learners.driver`)."""
+
+    execution: Execution = Field(
+        "batched",
+        description="tasks of a meta-batch one after another (sequential) or together (batched); "
+        "same meta-gradient",
+    )
+    task_chunk: int | None = Field(
+        None,
+        ge=1,
+        description="batched mode: tasks processed together (None: the whole meta-batch); "
+        "smaller chunks use less memory",
+    )
+
+
+class MamlParams(ExecutionParams):
+    """Parameters of ``maml`` and ``fomaml``."""
+
+    inner_steps: int = Field(
+        5, ge=0, le=MAX_STEPS, description="inner SGD steps K on the support set"
+    )
+    inner_lr: float = Field(0.4, gt=0, allow_inf_nan=False, description="inner SGD step size")
+    test_inner_steps: int | None = Field(
+        None, ge=0, le=MAX_STEPS, description="inner steps at native meta-test (None: inner_steps)"
+    )
+
+
+class AnilParams(ExecutionParams):
+    """Parameters of ``anil``."""
+
+    inner_steps: int = Field(5, ge=0, le=MAX_STEPS, description="inner SGD steps K on the head")
+    inner_lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="inner SGD step size")
+    features: FeatureMode = Field(
+        "once",
+        description="support features computed once per task (memory flat in K) or re-computed "
+        "at every inner step (learn2learn / paper style, memory grows with K)",
+    )
+
+
+class ItdBioParams(AnilParams):
+    """Parameters of ``itd-bio``."""
+
+    inner_steps: int = Field(
+        20, ge=0, le=MAX_STEPS, description="inner gradient steps K on the head"
+    )
+    l2: float = Field(
+        1e-4,
+        ge=0,
+        allow_inf_nan=False,
+        description="(l2/2)||phi||^2 on the head in the inner objective (paper's code: 1e-4 * sum "
+        "of non-squared norms)",
+    )
+    features: FeatureMode = Field(
+        "per-step",
+        description="re-run the backbone at every inner step (paper) or compute features once",
+    )
+
+
+class ImamlParams(ExecutionParams):
+    """Parameters of ``imaml``."""
+
+    inner_steps: int = Field(
+        10, ge=0, le=MAX_STEPS, description="gradient steps K on the proximal objective"
+    )
+    inner_lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="inner step size")
+    lam: float = Field(1.0, gt=0, allow_inf_nan=False, description="proximal strength lambda")
+    cg_steps: int = Field(5, ge=1, le=MAX_STEPS, description="conjugate-gradient steps N (at most)")
+    cg_tol: float | None = Field(
+        None, gt=0, description="stop CG at this relative residual (None: always N steps)"
+    )
+    damping: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="solve ((1 + damping) I + H/lam) x = g: keeps CG stable when H is indefinite "
+        "(the iMAML reference code uses cg_damping 1.0); 0 = the exact iMAML system",
+    )
+
+
+class MrmlParams(ExecutionParams):
+    """Parameters of ``mrml``."""
+
+    inner_steps: int = Field(
+        20, ge=0, le=MAX_STEPS, description="lower-level gradient steps K on the head"
+    )
+    inner_lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="lower-level step size")
+    cg_steps: int = Field(20, ge=0, le=MAX_STEPS, description="conjugate-gradient steps N")
+    cg_tol: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="stop CG once the relative residual is <= cg_tol (None: always N steps, "
+        "no host synchronisation)",
+    )
+    l2: float = Field(
+        0.01,
+        ge=0,
+        allow_inf_nan=False,
+        description="(l2/2)||phi||^2 in the lower level; > 0 makes it strongly convex",
+    )
+    warm_start: bool = Field(
+        False,
+        description="start each batch slot's head and CG solution from the previous "
+        "meta-iteration's (paper pseudo-code); False: fixed head init and v = 0 (paper code)",
+    )

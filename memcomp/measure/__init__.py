@@ -1,0 +1,2 @@
+"""Measurement: peak memory (``memory``), step timing (``timing``) and the phase marker the
+learners call (``phases``)."""

@@ -1,0 +1,113 @@
+"""Hessian-vector-product builders and the implicit linear solves built on them.
+
+A builder returns a ``matvec`` (``v -> A v``) for a linear solver such as
+:func:`memcomp.numerics.cg.conjugate_gradient`; the solver is a parameter, so a learner can swap it
+(or the builder) without touching the other.
+
+* :func:`proximal_matvec`: ``v -> (1 + damping) v + H v / lam``, ``H`` the Hessian of any scalar
+  loss, by double backward through one retained gradient graph (iMAML);
+* :func:`head_matvec`: the Hessian of a linear softmax head's regularised support loss in closed
+  form (:func:`memcomp.numerics.head.hvp`, no graph at all; Algorithm 1 / mrml).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from memcomp.numerics import head
+from memcomp.numerics.cg import CGResult, MatVec, conjugate_gradient
+
+LossFn = Callable[[list[Tensor]], Tensor]
+Solver = Callable[..., CGResult]  # (matvec, b, *, x0, iters, tol) -> CGResult
+
+
+def flatten(tensors: Sequence[Tensor]) -> Tensor:
+    """Concatenate tensors into one flat vector."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def unflatten(vec: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
+    """Split a flat vector into tensors shaped as ``like``."""
+    parts = torch.split(vec, [t.numel() for t in like])
+    return [p.view_as(t) for p, t in zip(parts, like, strict=True)]
+
+
+def batch_flatten(tensors: Sequence[Tensor]) -> Tensor:
+    """Concatenate per-task tensors (each (B, ...)) into one (B, q) matrix."""
+    return torch.cat([t.reshape(t.shape[0], -1) for t in tensors], 1)
+
+
+def batch_unflatten(mat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
+    """Split a (B, q) matrix into per-task tensors shaped as ``like`` (each (B, ...))."""
+    parts = torch.split(mat, [t[0].numel() for t in like], dim=1)
+    return [p.reshape(t.shape) for p, t in zip(parts, like, strict=True)]
+
+
+def proximal_matvec(
+    loss_fn: LossFn,
+    phi: Sequence[Tensor],
+    lam: float,
+    damping: float = 0.0,
+    batched: bool = False,
+) -> MatVec:
+    """``v -> (1 + damping) v + H v / lam``, ``H`` the Hessian of ``loss_fn`` at ``phi``.
+
+    Hessian-vector products are double backward passes through one retained gradient graph.
+    ``v`` is flat (numel of all ``phi``), or with ``batched`` a (B, q) matrix for per-task tensors
+    (B, ...) whose ``loss_fn`` is the SUM of the tasks' losses (so ``H`` is block diagonal).
+    """
+    to_flat, from_flat = (batch_flatten, batch_unflatten) if batched else (flatten, unflatten)
+    leaves = [p.detach().requires_grad_() for p in phi]
+    grads = torch.autograd.grad(loss_fn(leaves), leaves, create_graph=True)
+    live = [i for i, gi in enumerate(grads) if gi.requires_grad]
+
+    def matvec(v: Tensor) -> Tensor:
+        if not live:
+            return v
+        vs = from_flat(v, leaves)
+        hv = torch.autograd.grad(
+            [grads[i] for i in live],
+            leaves,
+            grad_outputs=[vs[i] for i in live],
+            retain_graph=True,
+            allow_unused=True,
+        )
+        hv = [torch.zeros_like(p) if h is None else h for h, p in zip(hv, leaves, strict=True)]
+        return (1.0 + damping) * v + to_flat(hv) / lam
+
+    return matvec
+
+
+def implicit_solve(
+    loss_fn: LossFn,
+    phi: Sequence[Tensor],
+    g: Tensor,
+    lam: float,
+    iters: int,
+    tol: float | None = None,
+    x0: Tensor | None = None,
+    damping: float = 0.0,
+    solver: Solver = conjugate_gradient,
+    batched: bool = False,
+) -> CGResult:
+    """Solve ``((1 + damping) I + H/lam) x = g`` with ``solver``, ``H`` the Hessian of ``loss_fn``
+    at ``phi``; ``g`` is flat (numel of all ``phi``). With ``batched``: B independent tasks at
+    once, ``phi`` per-task tensors (B, ...), ``loss_fn`` the SUM of the tasks' losses, ``g`` (B, q),
+    the solver batched over the B systems."""
+    matvec = proximal_matvec(loss_fn, phi, lam, damping, batched=batched)
+    return solver(matvec, g, x0=x0, iters=iters, tol=tol)
+
+
+def head_matvec(zs: Tensor, w: Tensor, b: Tensor, l2: float, ways: int) -> MatVec:
+    """``v -> H v`` for the head's support objective at ``(W, b)``, ``v`` in the flat layout of
+    :func:`memcomp.numerics.head.flatten` (batched over a leading task dimension if ``zs`` is)."""
+    probs = head.probs(zs, w, b)
+
+    def matvec(x: Tensor) -> Tensor:
+        uw, ub = head.unflatten(x, ways)
+        return head.flatten(*head.hvp(zs, w, b, uw, ub, l2, p=probs))
+
+    return matvec
