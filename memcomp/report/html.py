@@ -50,10 +50,13 @@ def _provenance(manifest: dict[str, Any]) -> str:
     out = _kv([(k, v) for k, v in pairs if v not in (None, "")])
     options = manifest.get("options")
     if isinstance(options, dict) and options:
-        out += "<h3>Run options</h3>" + _kv(sorted(options.items()))
+        out += f"<details><summary>run options</summary>{_kv(sorted(options.items()))}</details>"
     text = manifest.get("suite_text")
     if text:
-        out += f"<h3>Suite file</h3><pre>{esc(text)}</pre>"
+        out += (
+            '<details id="suite-text"><summary>suite file</summary>'
+            f"<pre>{esc(text)}</pre></details>"
+        )
     else:
         out += '<p class="note">the manifest does not record the suite text.</p>'
     return out
