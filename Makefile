@@ -22,6 +22,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check memcomp tests benchmarks
 	$(BIN)/ruff format --check memcomp tests benchmarks
+	$(BIN)/lint-imports  # import contracts in .importlinter (layers, no circles, report without torch)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"

@@ -32,9 +32,9 @@ from typing import Any
 import torch
 
 from memcomp.backbones import BACKBONES, build_backbone
+from memcomp.engine.train import meta_step
 from memcomp.learners import build_learner
 from memcomp.measure.memory import MemoryMeter, MemoryResult
-from memcomp.runner import meta_step
 from memcomp.types import Task
 
 

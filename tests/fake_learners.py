@@ -124,11 +124,29 @@ class FakeCrash(FakeOk):
         os._exit(7)
 
 
+class FakeFillDisk(FakeOk):
+    """Fills the file system holding ``$MEMCOMP_TEST_FILL`` at its first meta-step, then trains
+    normally (so the disk is full when its row is saved)."""
+
+    def fail(self) -> Tensor | None:
+        path = os.environ.get("MEMCOMP_TEST_FILL")
+        if path and not os.path.exists(path):
+            with open(path, "ab") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 4096)
+                        f.flush()
+                except OSError:
+                    pass
+        return None
+
+
 for _name, _cls in [
     ("fake-ok", FakeOk),
     ("fake-oom", FakeOom),
     ("fake-nan", FakeNan),
     ("fake-error", FakeError),
     ("fake-crash", FakeCrash),
+    ("fake-fill-disk", FakeFillDisk),
 ]:
     LEARNERS.register(_name, f"test: {_cls.__doc__ or _name}", FakeParams)(_cls)

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from memcomp.cli import app
-from memcomp.store import CURVE_COLUMNS, RUN_COLUMNS
+from memcomp.results.schema import CURVE_COLUMNS, RUN_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "suites" / "smoke.yaml"
@@ -60,6 +60,9 @@ def test_run_writes_one_ok_row_per_cell_with_provenance(smoke_results: Path) -> 
         assert row["test_ci95"] == pytest.approx(1.96 * acc.std(ddof=1) / len(acc) ** 0.5)
     manifest = json.loads((smoke_results / "manifest.json").read_text())
     assert manifest["suite"] == "smoke" and "torch_version" in manifest
+    assert manifest["results_schema"] == 2  # parameters are prefixed columns
+    assert runs["learner.inner_steps"].notna().all() and runs["backbone.hidden"].notna().all()
+    assert not {"inner_steps", "image_size", "hidden"} & set(runs.columns)
     assert set(manifest["cells"]) == set(runs["cell_id"])
 
 
@@ -188,7 +191,9 @@ def test_run_on_a_real_format_dataset_given_by_root(tmp_path: Path) -> None:
     (folder,) = (tmp_path / "res" / "real").iterdir()
     runs = pd.read_csv(folder / "runs.csv")
     assert runs["status"].tolist() == ["ok"] and runs["dataset"].tolist() == ["cifar-fs"]
-    assert runs["image_size"].tolist() == [32] and isinstance(runs["dataset_checksum"][0], str)
+    assert runs["dataset.image_size"].tolist() == [32] and isinstance(
+        runs["dataset_checksum"][0], str
+    )
 
 
 def test_threads_option_is_applied_and_recorded(tmp_path: Path) -> None:
@@ -206,8 +211,27 @@ def test_threads_option_is_applied_and_recorded(tmp_path: Path) -> None:
 
 
 def test_parallel_jobs_share_the_cores() -> None:
-    from memcomp.orchestrate import RunOptions
+    from memcomp.exec.schedule import RunOptions
 
     assert RunOptions(jobs=1).cell_threads() is None
     assert RunOptions(jobs=2).cell_threads() == max(1, (__import__("os").cpu_count() or 1) // 2)
     assert RunOptions(jobs=4, threads=3).cell_threads() == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", str(SMOKE), "--isolation", "thread", "--dry-run"], "--isolation"),
+        (["run", str(SMOKE), "--jobs", "0", "--dry-run"], "--jobs"),
+        (["run", str(SMOKE), "--device", "cuda:7", "--dry-run"], "--device"),
+        (["check", "budgets/ci.yaml", "--device", "tpu"], "--device"),
+        (["report", ".", "--format", "md,pdf"], "unknown format 'pdf'"),
+    ],
+)
+def test_option_choices_and_ranges_are_checked_by_the_command_line(
+    args: list[str], needle: str
+) -> None:
+    """Enum / min= options: Typer refuses a bad value before any work (exit 2, no traceback)."""
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from memcomp.backbones import build_backbone
 from memcomp.config.settings import TestConfig
-from memcomp.evaluation import AccuracyStats, evaluate, finetune_head_predict
+from memcomp.engine.evaluation import AccuracyStats, evaluate, finetune_head_predict
 from memcomp.learners import build_learner
 from memcomp.types import Task
 

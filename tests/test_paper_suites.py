@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from memcomp.cli import app
 from memcomp.config import expand, load_suite
 from memcomp.config.cells import Cell, Component
-from memcomp.runner import run_cell
+from memcomp.engine import run_cell
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 KS = [5, 10, 15, 20]

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from memcomp.cli import app
 from memcomp.config import SuiteError, expand, load_suite, suite_from_dict
-from memcomp.preflight import check_device, check_output, preflight
+from memcomp.exec.plan import check_output, preflight
+from memcomp.measure.device import check_device
 
 SUITE = """\
 name: pre

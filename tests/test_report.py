@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from memcomp import paper_reference as paper
 from memcomp.report import build_report, print_report
+from memcomp.report import paper_reference as paper
 from memcomp.report.plots import plot_memory, plot_val_vs_time
 from memcomp.report.tables import (
     accuracy_table,
@@ -23,7 +23,7 @@ from memcomp.report.tables import (
     time_table,
     tta_table,
 )
-from memcomp.store import CURVE_COLUMNS, EPISODE_COLUMNS, RUN_COLUMNS
+from memcomp.results.schema import CURVE_COLUMNS, EPISODE_COLUMNS, RUN_COLUMNS
 
 LEARNERS = ("maml", "anil", "mrml")
 KS = (5, 10, 20)
@@ -48,7 +48,7 @@ test_acc.__test__ = False  # type: ignore[attr-defined]
 
 
 def make_results(path: Path) -> Path:
-    """A results folder like ResultsDir writes: 3 learners x 2 datasets x K 5/10/20 x 2 seeds."""
+    """A schema-1 results folder: 3 learners x 2 datasets x K 5/10/20 x 2 seeds."""
     runs, curves, episodes = [], [], []
     for ds, (size, hidden, ways, shots, queries) in DATASETS.items():
         for learner in LEARNERS:
@@ -94,7 +94,8 @@ def make_results(path: Path) -> Path:
                         v = FINAL[learner] * (1.0 - math.exp(-it / 20.0)) + seed
                         curves.append((cid, it, it * spi, v, 1.0))
     path.mkdir(parents=True, exist_ok=True)
-    cols = RUN_COLUMNS + ["inner_steps", "inner_lr", "cg_steps"]
+    # the previous layout (results schema 1): bare parameter columns
+    cols = RUN_COLUMNS + ["image_size", "hidden", "inner_steps", "inner_lr", "cg_steps"]
     pd.DataFrame(runs).reindex(columns=cols).to_csv(path / "runs.csv", index=False)
     pd.DataFrame(curves, columns=CURVE_COLUMNS).to_csv(path / "curves.csv", index=False)
     pd.DataFrame(episodes, columns=EPISODE_COLUMNS).to_csv(path / "episodes.csv", index=False)

@@ -18,10 +18,11 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-import memcomp.runner
+import memcomp.engine.train
+import memcomp.exec.inline
 from memcomp.cli import app
-from memcomp.cli_run import run_suite_command
-from memcomp.store import ResultsDir
+from memcomp.cli.run import run_suite_command
+from memcomp.results.store import ResultsDir
 
 TESTS = Path(__file__).parent
 ACC_COLS = ["cell_id", "status", "test_acc", "test_ci95", "best_val_acc", "final_val_acc"]
@@ -81,13 +82,13 @@ def test_resume_skips_done_cells_and_reruns_changed_ones(tmp_path: Path, monkeyp
     first = acc_table(d)
     assert list(first["status"]) == ["ok", "ok"]
     ran: list[str] = []
-    real = memcomp.runner.run_cell
+    real = memcomp.exec.inline.run_cell
 
     def counting(cell: Any, *a: Any, **k: Any) -> Any:
         ran.append(cell.id)
         return real(cell, *a, **k)
 
-    monkeypatch.setattr("memcomp.orchestrate.run_cell", counting)
+    monkeypatch.setattr("memcomp.exec.inline.run_cell", counting)
     res = invoke(str(suite), "--resume", str(d))
     assert res.exit_code == 0, res.output
     assert ran == [] and "2 of 2 cells already done" in res.output
@@ -147,7 +148,7 @@ def test_ctrl_c_saves_done_cells_and_says_how_to_resume(
     torch.set_num_threads(1)
     suite = write_suite(tmp_path / "s.yaml", suite_dict(iterations=8, checkpoint_every=3))
     calls = {"n": 0}
-    real_step = memcomp.runner.meta_step
+    real_step = memcomp.engine.train.meta_step
 
     def step(*a: Any) -> Any:
         calls["n"] += 1
@@ -156,7 +157,7 @@ def test_ctrl_c_saves_done_cells_and_says_how_to_resume(
             raise KeyboardInterrupt
         return real_step(*a)
 
-    monkeypatch.setattr(memcomp.runner, "meta_step", step)
+    monkeypatch.setattr(memcomp.engine.train, "meta_step", step)
     console = Console(width=200)
     code = run_suite_command(suite, tmp_path / "out", None, None, False, console,
                              isolation="inline")  # fmt: skip
@@ -167,7 +168,7 @@ def test_ctrl_c_saves_done_cells_and_says_how_to_resume(
     assert len(ResultsDir(d).runs()) == 1
     (ckpt,) = (d / "checkpoints").glob("*.pt")  # saved at iteration 6 of the second cell
     assert torch.load(ckpt, weights_only=True)["iteration"] == 6
-    monkeypatch.setattr(memcomp.runner, "meta_step", real_step)
+    monkeypatch.setattr(memcomp.engine.train, "meta_step", real_step)
     code = run_suite_command(suite, tmp_path / "out", None, None, False, console,
                              resume=d, isolation="inline")  # fmt: skip
     assert code == 0

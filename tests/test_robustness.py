@@ -14,9 +14,11 @@ from typer.testing import CliRunner
 from memcomp.cli import app
 from memcomp.config import expand, suite_from_dict
 from memcomp.errors import InputError
-from memcomp.isolation import cell_from_json, cell_to_json, exit_description, load_plugins
-from memcomp.orchestrate import RunOptions, new_results_dir, run_cells
-from memcomp.store import ResultsDir
+from memcomp.exec.child import cell_from_json, cell_to_json, load_plugins
+from memcomp.exec.processes import exit_description
+from memcomp.exec.schedule import RunOptions, run_cells
+from memcomp.results.manifest import new_results_dir
+from memcomp.results.store import ResultsDir
 
 TRAIN = {"iterations": 6, "meta_batch": 2, "eval_every": 2, "val_episodes": 3, "lr": 0.01}
 

@@ -33,7 +33,7 @@ class Outcome:
 
 
 def _default_measure(cell: Cell, device: str, iterations: int, source: str) -> MemoryResult:
-    from memcomp.runner import measure_cell_memory
+    from memcomp.engine import measure_cell_memory
 
     return measure_cell_memory(cell, device=device, iterations=iterations, source=source)
 

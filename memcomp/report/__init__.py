@@ -2,7 +2,9 @@
 
 ``build_report(results_dir)`` reads runs.csv, curves.csv, episodes.csv and manifest.json, writes
 tables (md/tex/csv) and figures (PNG and SVG) into ``results_dir/report`` and returns a
-:class:`Report`; ``print_report(report, console)`` shows it with rich.
+:class:`Report`; ``print_report(report, console)`` shows it with rich. Every file is written
+atomically (:mod:`memcomp.fsutil`), so a killed report leaves whole files. Parameters are read from
+the results schema (:mod:`memcomp.results.schema`); folders of the previous layout are mapped.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from memcomp.fsutil import atomic_open, atomic_write_text
 from memcomp.report.tables import (
     Table,
     accuracy_table,
@@ -26,7 +29,7 @@ from memcomp.report.tables import (
     tta_table,
 )
 from memcomp.report.tta import FRACTION, PATIENCE, WINDOW
-from memcomp.store import ResultsDir
+from memcomp.results.store import CorruptResultsError, ResultsDir
 
 __all__ = ["FORMATS", "Report", "Table", "build_report", "print_report"]
 
@@ -100,7 +103,8 @@ def _save_fig(fig: Any, out: Path, stem: str, files: list[Path]) -> None:
 
     for ext in ("png", "svg"):
         path = out / f"{stem}.{ext}"
-        fig.savefig(path, dpi=120)
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, dpi=120, format=ext)
         files.append(path)
     plt.close(fig)
 
@@ -116,13 +120,15 @@ def build_report(
     """Build every table and figure the results allow and write them into ``out``.
 
     Args:
-        results_dir: a folder written by :class:`memcomp.store.ResultsDir`.
+        results_dir: a folder written by :class:`memcomp.results.ResultsDir`.
         out: output folder (default ``results_dir / "report"``).
         formats: table formats to write, a subset of md, tex, csv. Figures are always PNG + SVG.
         fraction, window, patience: time-to-accuracy parameters (paper: 0.9, 3, 5).
 
     Returns:
-        The :class:`Report`. Missing curves or memory data skip those outputs with a note.
+        The :class:`Report`. Missing curves or memory data skip those outputs with a note; an
+        unreadable manifest.json is a note too (the tables come from runs.csv). A corrupt
+        runs.csv, curves.csv or episodes.csv raises :class:`CorruptResultsError` (exit 2).
     """
     from memcomp.report.plots import plot_memory, plot_val_vs_time
 
@@ -131,10 +137,16 @@ def build_report(
         raise ValueError(f"build_report: unknown formats {bad}; choose from {list(FORMATS)}")
     results_dir = Path(results_dir)
     rd = ResultsDir(results_dir)
-    runs, curves, episodes, manifest = rd.runs(), rd.curves(), rd.episodes(), rd.manifest()
+    notes = []
+    try:
+        manifest = rd.manifest()
+    except CorruptResultsError as e:
+        manifest = {}
+        notes.append(f"{e}: header details skipped, tables come from runs.csv")
+    runs, curves, episodes = rd.runs(manifest), rd.curves(), rd.episodes()
     out = Path(out) if out is not None else results_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(header=_header(results_dir, manifest, runs), tables=[])
+    report = Report(header=_header(results_dir, manifest, runs), tables=[], notes=notes)
     if runs.empty:
         report.notes.append("runs.csv is missing or empty: nothing to report.")
         return report
@@ -174,23 +186,23 @@ def _write_tables(report: Report, out: Path, formats: Sequence[str]) -> None:
     for t in report.tables:
         if "csv" in formats:
             path = out / f"{t.name}.csv"
-            t.tidy.to_csv(path, index=False)
+            atomic_write_text(path, t.tidy.to_csv(index=False))
             report.files.append(path)
         if "tex" in formats:
             path = out / f"{t.name}.tex"
-            path.write_text(to_latex(t.data, f"{t.title}. {t.note}".strip()))
+            atomic_write_text(path, to_latex(t.data, f"{t.title}. {t.note}".strip()))
             report.files.append(path)
         if "md" in formats:
             text = f"## {t.title}\n\n{to_markdown(t.data)}\n{t.note}\n"
             path = out / f"{t.name}.md"
-            path.write_text(text)
+            atomic_write_text(path, text)
             report.files.append(path)
             md.append(text)
     if "md" in formats:
         md += [f"![{p.stem}]({p.name})\n" for p in report.files if p.suffix == ".png"]
         md += [f"> {n}\n" for n in report.notes]
         path = out / "report.md"
-        path.write_text("\n".join(md))
+        atomic_write_text(path, "\n".join(md))
         report.files.append(path)
 
 

@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 
 from memcomp.fsutil import atomic_write_text
-from memcomp.report.tables import GROUP_KEY, TRAIN_KNOBS, normalize_runs, param_columns
+from memcomp.report.normalize import SETTING_KEY, TRAIN_KNOBS, normalize_runs
 from memcomp.report.tta import FRACTION, PATIENCE, WINDOW, time_to_accuracy
-from memcomp.store import ResultsDir
+from memcomp.results import ResultsDir, param_columns
 
 __all__ = ["Change", "Comparison", "Thresholds", "compare_results", "write_junit"]
 
@@ -96,8 +96,9 @@ _NOT_CONFIG |= {"resumed_from_iteration"}
 
 
 def config_columns(runs: pd.DataFrame) -> list[str]:
-    """Columns that say what a cell computes (not what it measured or where it ran)."""
-    cols = ["learner", *GROUP_KEY, "seed", *TRAIN_KNOBS, *param_columns(runs)]
+    """Columns that say what a cell computes (not what it measured or where it ran): the
+    setting, seed, training knobs and every prefixed component parameter (schema 2)."""
+    cols = ["learner", *SETTING_KEY, "seed", *TRAIN_KNOBS, *param_columns(runs.columns)]
     return [c for c in dict.fromkeys(cols) if c in runs.columns and c not in _NOT_CONFIG]
 
 

@@ -17,7 +17,7 @@ from memcomp.fsutil import atomic_write_text
 from memcomp.report.htmlkit import esc, figure_svg, line_svg, page, plot_block, table_html
 from memcomp.report.phase_memory import phase_memory_table, plot_phase_memory
 from memcomp.report.tables import Table, normalize_runs
-from memcomp.store import ResultsDir
+from memcomp.results import ResultsDir
 
 __all__ = ["LOG_TAIL_LINES", "html_report", "write_html_report"]
 

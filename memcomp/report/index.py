@@ -12,7 +12,7 @@ import pandas as pd
 
 from memcomp.fsutil import atomic_write_text
 from memcomp.report.htmlkit import esc, page, table_html
-from memcomp.store import ResultsDir
+from memcomp.results import ResultsDir
 
 __all__ = ["find_runs", "index_html", "page_is_current", "write_index"]
 

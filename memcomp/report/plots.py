@@ -15,14 +15,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from memcomp import paper_reference as paper  # noqa: E402
-from memcomp.report.tables import (  # noqa: E402
+from memcomp.report import paper_reference as paper  # noqa: E402
+from memcomp.report.memory_tables import memory_data, paper_memory_rows  # noqa: E402
+from memcomp.report.normalize import (  # noqa: E402
     _learner_rank,
     _natural,
     _variant_order,
-    memory_data,
     normalize_runs,
-    paper_memory_rows,
 )
 from memcomp.report.tta import FRACTION  # noqa: E402
 

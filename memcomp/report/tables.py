@@ -1,20 +1,33 @@
 """Report tables from a results folder: accuracy, memory, memory reduction, time-to-accuracy and
-time per iteration. Every builder takes the raw DataFrames of :class:`memcomp.store.ResultsDir`
-and returns a :class:`Table` holding the numbers (``tidy``) and the formatted view (``data``).
+time per iteration. Every builder takes the DataFrames of :class:`memcomp.results.ResultsDir`
+(either schema: :func:`normalize_runs` maps schema 1 onto schema 2) and returns a :class:`Table`
+holding the numbers (``tidy``) and the formatted view (``data``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from memcomp import paper_reference as paper
+from memcomp.report import paper_reference as paper
+from memcomp.report.memory_tables import (  # noqa: F401 - re-exported
+    memory_data,
+    memory_table,
+    paper_memory_rows,
+    reduction_table,
+)
+from memcomp.report.normalize import (
+    MISSING,
+    Table,
+    _setting_order,
+    _status_word,
+    _variant_order,
+    normalize_runs,
+)
 from memcomp.report.tta import FRACTION, PATIENCE, WINDOW, tta_per_cell
-from memcomp.store import RUN_COLUMNS
 
 __all__ = [
     "Table",
@@ -29,174 +42,6 @@ __all__ = [
     "to_markdown",
     "tta_table",
 ]
-
-# Run columns (besides learner parameters) that, when they differ, make a different variant.
-TRAIN_KNOBS = [
-    "iterations",
-    "meta_batch",
-    "outer_lr",
-    "optimizer",
-    "dtype",
-    "bn_mode",
-    "test_protocol",
-]
-SHORT = {"inner_steps": "K", "cg_steps": "N"}
-LEARNER_ORDER = ["maml", "fomaml", "anil", "itd-bio", "imaml", "mrml"]
-GROUP_KEY = ["dataset", "ways", "shots", "queries", "image_size", "backbone", "hidden"]
-MISSING = "–"
-_NOT_PARAMS = ("variant", "variant_nok", "group", "setting", "K", "traceback")
-_NOT_PARAMS += ("dataset_params", "backbone_params")
-_MEASURE_HINTS = ("mem_", "time_", "phase_", "sec_", "val_", "test_")
-_MEASURE_SUFFIX = ("_mb", "_seconds", "_s", "_acc", "_ci95", "_residual", "_at", "_std")
-
-
-@dataclass
-class Table:
-    """A report table: numbers in ``tidy`` (CSV), the formatted view in ``data`` (md/tex/rich)."""
-
-    name: str
-    title: str
-    data: pd.DataFrame
-    tidy: pd.DataFrame
-    note: str = ""
-
-
-# ----------------------------------------------------------------------------- normalising
-
-
-def _fmt_value(v: Any) -> str:
-    if isinstance(v, (float, np.floating)):
-        if math.isnan(v):
-            return "?"
-        return str(int(v)) if float(v).is_integer() else f"{v:g}"
-    return str(v)
-
-
-def param_columns(runs: pd.DataFrame) -> list[str]:
-    """Learner-parameter columns: those beyond RUN_COLUMNS that do not look like measurements."""
-    out = []
-    for c in runs.columns:
-        if c in RUN_COLUMNS or c in _NOT_PARAMS:
-            continue
-        if c.startswith(_MEASURE_HINTS) or c.endswith(_MEASURE_SUFFIX):
-            continue
-        out.append(c)
-    return out
-
-
-def _learner_rank(name: str) -> int:
-    key = paper.canonical_learner(name) or name
-    return LEARNER_ORDER.index(key) if key in LEARNER_ORDER else len(LEARNER_ORDER)
-
-
-def _text(s: pd.Series, fill: str = "?") -> pd.Series:
-    """Values as plain Python strings, missing ones as ``fill`` (pandas-version independent)."""
-    return pd.Series(
-        [fill if pd.isna(v) else _fmt_value(v) for v in s], index=s.index, dtype=object
-    )
-
-
-def _key_strings(runs: pd.DataFrame, cols: list[str]) -> pd.Series:
-    parts = [_text(runs[c]) for c in cols]
-    return pd.Series(
-        ["|".join(p) for p in zip(*parts, strict=True)], index=runs.index, dtype=object
-    )
-
-
-def _group_labels(runs: pd.DataFrame) -> pd.Series:
-    """A readable label per group key; extra parts only where needed to tell groups apart."""
-    keys = _key_strings(runs, GROUP_KEY)
-    base = runs["dataset"] + " " + _text(runs["ways"]) + "w" + _text(runs["shots"]) + "s"
-    labels = base.copy()
-    for b in base.unique():
-        rows = base == b
-        if keys[rows].nunique() <= 1:
-            continue
-        sub = runs[rows]
-        extra = pd.Series("", index=sub.index, dtype=object)
-        if _text(sub["queries"]).nunique() > 1:
-            extra += " q" + _text(sub["queries"])
-        if _text(sub["image_size"]).nunique() > 1:
-            extra += " " + _text(sub["image_size"]) + "px"
-        if _key_strings(sub, ["backbone", "hidden"]).nunique() > 1:
-            extra += " " + sub["backbone"] + "-" + _text(sub["hidden"])
-        labels[rows] = b + extra
-    return labels
-
-
-def normalize_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Fill columns older results lack and add ``group``, ``setting``, ``variant``, ``K``.
-
-    ``variant`` is the learner name plus every learner parameter (or training knob) that takes
-    more than one value for that learner within one dataset/setting; ``variant_nok`` leaves out
-    the inner steps K (the memory plot's x axis).
-    """
-    runs = runs.copy()
-    for c in RUN_COLUMNS:
-        if c not in runs.columns:
-            runs[c] = np.nan
-    runs["status"] = _text(runs["status"], "ok").str.lower()
-    for c in ("learner", "dataset", "backbone"):
-        runs[c] = _text(runs[c])
-    runs["mem_source"] = _text(runs["mem_source"], "none")
-    runs["K"] = runs["inner_steps"] if "inner_steps" in runs.columns else np.nan
-    if runs.empty:
-        for c in ("group", "setting", "variant", "variant_nok"):
-            runs[c] = pd.Series(dtype=str)
-        return runs
-    runs["group"] = _key_strings(runs, GROUP_KEY)
-    runs["setting"] = _group_labels(runs)
-    knobs = param_columns(runs) + [c for c in TRAIN_KNOBS if c in runs.columns]
-    varying: dict[str, list[str]] = {}
-    for learner, sub in runs.groupby("learner"):
-        varying[learner] = [
-            c for c in knobs if (sub.groupby("group")[c].nunique(dropna=True) > 1).any()
-        ]
-
-    def label(row: pd.Series, skip_k: bool) -> str:
-        parts = [row["learner"]]
-        for c in varying[row["learner"]]:
-            if skip_k and c == "inner_steps":
-                continue
-            parts.append(f"{SHORT.get(c, c)}={_fmt_value(row[c])}")
-        return " ".join(parts)
-
-    runs["variant"] = runs.apply(label, axis=1, skip_k=False)
-    runs["variant_nok"] = runs.apply(label, axis=1, skip_k=True)
-    return runs
-
-
-def _display_rank(variant: str) -> int:
-    """Learner rank of a table row label ("mrml K=5", "paper Algorithm 1")."""
-    return _learner_rank(variant[6:] if variant.startswith("paper ") else variant.split()[0])
-
-
-def _variant_order(runs: pd.DataFrame, col: str = "variant") -> list[str]:
-    def key(v: str) -> tuple:
-        row = runs[runs[col] == v].iloc[0]
-        return (_learner_rank(row["learner"]), row["learner"], _natural(v))
-
-    return sorted(runs[col].unique(), key=key)
-
-
-def _natural(s: str) -> tuple:
-    out: list[Any] = []
-    for tok in s.replace("=", " ").split():
-        try:
-            out.append((0, float(tok), ""))
-        except ValueError:
-            out.append((1, 0.0, tok))
-    return tuple(out)
-
-
-def _setting_order(runs: pd.DataFrame) -> list[str]:
-    return list(dict.fromkeys(runs.sort_values(["dataset", "ways", "shots"])["setting"]))
-
-
-def _status_word(statuses: pd.Series) -> str:
-    bad = statuses[statuses != "ok"]
-    return (bad.mode().iloc[0] if len(bad) else "ok").upper()
-
 
 # ----------------------------------------------------------------------------- accuracy
 
@@ -271,216 +116,6 @@ def _pivot(tidy: pd.DataFrame, runs: pd.DataFrame, value: str) -> pd.DataFrame:
     p = p.reindex(index=_variant_order(runs), columns=_setting_order(runs)).fillna(MISSING)
     p.columns.name = None
     return p.reset_index()
-
-
-# ----------------------------------------------------------------------------- memory
-
-
-def memory_data(runs: pd.DataFrame) -> pd.DataFrame:
-    """Peak memory (MB) per setting, learner variant (without K) and K; mean over seeds.
-
-    Memory is measured before training, so a run that later diverged or failed still counts if it
-    recorded a peak; an ``oom`` run never does (its number is the peak at the failure).
-
-    Columns: setting, group, learner, variant, K, peak_mem_mb, baseline_mb, status, mem_source,
-    n_runs, panel (the paper's Figure 2 panel of the same shape, or "").
-    """
-    cols = ["setting", "group", "learner", "variant", "K", "peak_mem_mb", "baseline_mb"]
-    cols += ["status", "mem_source", "n_runs", "panel"]
-    runs = normalize_runs(runs)
-    runs["peak_mem_mb"] = pd.to_numeric(runs["peak_mem_mb"], errors="coerce")
-    runs["mem_baseline_mb"] = pd.to_numeric(runs["mem_baseline_mb"], errors="coerce")
-    has = runs["peak_mem_mb"].notna() | (runs["status"] == "oom")
-    runs = runs[has & runs["K"].notna()]
-    rows = []
-    for (setting, variant, k), sub in runs.groupby(["setting", "variant_nok", "K"], sort=False):
-        ok = sub[(sub["status"] != "oom") & sub["peak_mem_mb"].notna()]
-        srcs = sorted(set(ok["mem_source"]) - {"none", "nan"})
-        first = sub.iloc[0]
-        p = _panel(first)
-        rows.append(
-            {
-                "setting": setting,
-                "group": first["group"],
-                "learner": first["learner"],
-                "variant": variant,
-                "K": int(k),
-                "peak_mem_mb": float(ok["peak_mem_mb"].mean()) if len(ok) else np.nan,
-                "baseline_mb": float(ok["mem_baseline_mb"].mean()) if len(ok) else np.nan,
-                "status": "ok" if len(ok) else "oom",
-                "mem_source": "+".join(srcs) if srcs else "none",
-                "n_runs": len(sub),
-                "panel": p.name if p else "",
-            }
-        )
-    return pd.DataFrame(rows, columns=cols)
-
-
-def _panel(row: pd.Series) -> paper.MemoryPanel | None:
-    try:
-        return paper.memory_panel_for(
-            int(row["image_size"]),
-            str(row["backbone"]),
-            int(row["hidden"]),
-            int(row["ways"]),
-            int(row["shots"]),
-            int(row["queries"]),
-        )
-    except (TypeError, ValueError):
-        return None
-
-
-def paper_memory_rows(mem: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Figure 2 values for settings whose shape matches a paper panel."""
-    rows = []
-    for setting, sub in mem[mem["panel"] != ""].groupby("setting", sort=False):
-        panel = next(p for p in paper.MEMORY_PANELS if p.name == sub["panel"].iloc[0])
-        for learner, by_k in panel.values.items():
-            for k, mb in by_k.items():
-                rows.append(
-                    {
-                        "setting": setting,
-                        "learner": learner,
-                        "variant": f"paper {paper.PAPER_NAMES[learner]}",
-                        "K": k,
-                        "peak_mem_mb": mb,
-                        "panel": panel.name,
-                    }
-                )
-    return pd.DataFrame(
-        rows, columns=["setting", "learner", "variant", "K", "peak_mem_mb", "panel"]
-    )
-
-
-def memory_table(runs: pd.DataFrame) -> Table:
-    """Peak memory (MB) vs inner steps K, with the paper's values where the shape matches."""
-    mem = memory_data(runs)
-    pap = paper_memory_rows(mem)
-    tidy = pd.concat(
-        [mem.assign(source="memcomp"), pap.assign(source="paper", status="ok", mem_source="cuda")],
-        ignore_index=True,
-    )
-    if mem.empty:
-        return Table("memory", "Peak memory (MB) vs inner steps K", pd.DataFrame(), tidy)
-    tidy["cell"] = [
-        f"{m:.1f}" if s == "ok" and not math.isnan(m) else str(s).upper()
-        for m, s in zip(tidy["peak_mem_mb"], tidy["status"], strict=True)
-    ]
-    ks = sorted(tidy.loc[tidy["source"] == "memcomp", "K"].unique())
-    tidy = tidy[tidy["K"].isin(ks)].reset_index(drop=True)
-    order = {s: i for i, s in enumerate(dict.fromkeys(mem["setting"]))}
-    p = tidy.pivot_table(
-        index=["setting", "source", "variant"], columns="K", values="cell", aggfunc="first"
-    )
-    p = p.reindex(columns=ks).fillna(MISSING)
-    p.columns = [f"K={k}" for k in ks]
-    p = p.reset_index()
-    p["_o"] = p["setting"].map(order)
-    p["_l"] = [_display_rank(v) for v in p["variant"]]
-    p = p.sort_values(["_o", "source", "_l", "variant"]).drop(columns=["_o", "_l"])
-    src = (
-        tidy[tidy["source"] == "memcomp"]
-        .groupby("setting")["mem_source"]
-        .agg(lambda s: "+".join(sorted(set("+".join(s).split("+")) - {"none"})) or "none")
-    )
-    p.insert(
-        1,
-        "mem_source",
-        [
-            src.get(s, "") if o == "memcomp" else "cuda"
-            for s, o in zip(p["setting"], p["source"], strict=True)
-        ],
-    )
-    base = mem.groupby("setting")["baseline_mb"].mean()
-    p.insert(
-        2,
-        "baseline_mb",
-        [
-            f"{base.get(s, np.nan):.1f}" if o == "memcomp" and pd.notna(base.get(s)) else MISSING
-            for s, o in zip(p["setting"], p["source"], strict=True)
-        ],
-    )
-    note = (
-        "memcomp: peak_mem_mb as recorded, i.e. the peak ABOVE the region's baseline (weights, "
-        "optimiser state, task data; its mean is in baseline_mb), mean over seeds. mem_source: "
-        "cuda = torch.cuda.max_memory_allocated; cpu-estimate = memcomp's CPU estimate of what "
-        "the CUDA allocator would report. Paper rows: Figure 2 of the paper, absolute "
-        "max_memory_allocated per outer iteration, so they include what memcomp's baseline "
-        "holds (5-way 5-shot, 5 queries; 84x84 Conv4-32 = miniImageNet/tieredImageNet panel, "
-        "32x32 Conv4-64 = CIFAR-FS/FC100 panel)."
-    )
-    return Table(
-        "memory", "Peak memory (MB) vs inner steps K", p.reset_index(drop=True), tidy, note
-    )
-
-
-def reduction_table(runs: pd.DataFrame, baselines: tuple[str, ...] = ("maml", "anil")) -> Table:
-    """% memory reduction of each learner variant versus each baseline learner at the same K."""
-    mem = memory_data(runs)
-    pap = paper_memory_rows(mem).assign(source="paper", status="ok")
-    ks = mem.groupby("setting")["K"].agg(set)
-    pap = pap[[k in ks.get(s, set()) for s, k in zip(pap["setting"], pap["K"], strict=True)]]
-    allm = pd.concat([mem.assign(source="memcomp"), pap], ignore_index=True)
-    rows = []
-    notes = []
-    for (setting, source), sub in allm.groupby(["setting", "source"], sort=False):
-        for base in baselines:
-            ref_rows = sub[sub["learner"].map(lambda n: paper.canonical_learner(n) or n) == base]
-            if ref_rows.empty:
-                continue
-            ref_variant = sorted(ref_rows["variant"].unique(), key=_natural)[0]
-            if ref_rows["variant"].nunique() > 1:
-                notes.append(f"{setting}: {base} reference is '{ref_variant}'")
-            ref = ref_rows[ref_rows["variant"] == ref_variant].set_index("K")
-            for _, r in sub[sub["variant"] != ref_variant].iterrows():
-                k = r["K"]
-                if k not in ref.index:
-                    continue
-                rmb, rst = ref.at[k, "peak_mem_mb"], ref.at[k, "status"]
-                red = np.nan
-                if r["status"] != "ok":
-                    cell = str(r["status"]).upper()
-                elif rst != "ok":
-                    cell = f"{base} {str(rst).upper()}"
-                else:
-                    red = 100.0 * (1.0 - r["peak_mem_mb"] / rmb)
-                    cell = f"{red:.1f}%"
-                rows.append(
-                    {
-                        "setting": setting,
-                        "source": source,
-                        "variant": r["variant"],
-                        "versus": base,
-                        "K": int(k),
-                        "reduction_pct": red,
-                        "cell": cell,
-                    }
-                )
-    cols = ["setting", "source", "variant", "versus", "K", "reduction_pct", "cell"]
-    tidy = pd.DataFrame(rows, columns=cols)
-    title = "Peak memory reduction (%) versus " + " and ".join(baselines)
-    if tidy.empty:
-        return Table("memory_reduction", title, pd.DataFrame(), tidy)
-    tidy["col"] = "vs " + tidy["versus"] + " K=" + tidy["K"].astype(str)
-    colorder = [
-        f"vs {b} K={k}"
-        for b in baselines
-        for k in sorted(tidy["K"].unique())
-        if f"vs {b} K={k}" in set(tidy["col"])
-    ]
-    p = tidy.pivot_table(
-        index=["setting", "source", "variant"], columns="col", values="cell", aggfunc="first"
-    )
-    p = p.reindex(columns=colorder).fillna(MISSING).reset_index()
-    p["_l"] = [_display_rank(v) for v in p["variant"]]
-    p = p.sort_values(["setting", "source", "_l", "variant"]).drop(columns="_l")
-    p.columns.name = None
-    note = "100 × (1 − memory / baseline memory) at the same K; positive = less memory."
-    if notes:
-        note += " " + "; ".join(dict.fromkeys(notes)) + "."
-    return Table(
-        "memory_reduction", title, p.reset_index(drop=True), tidy.drop(columns="col"), note
-    )
 
 
 # ----------------------------------------------------------------------------- time

@@ -20,8 +20,9 @@ import torch
 
 from memcomp.config import Problem, Suite, SuiteError
 from memcomp.config.cells import Cell
-from memcomp.orchestrate import ISOLATION_MODES, find_resume_dir, resume_problem
-from memcomp.runner import one_line
+from memcomp.engine import DataCache, one_line
+from memcomp.measure.device import check_device
+from memcomp.results.resume import find_resume_dir, resume_problem
 
 CLI = "command line"
 
@@ -51,26 +52,6 @@ def _one_line(e: BaseException) -> str:
     return one_line(e, limit=2000)
 
 
-def check_device(name: str) -> tuple[torch.device | None, str | None]:
-    """The device named ``name`` (auto|cpu|cuda|cuda:N) or why it cannot be used."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu"), None
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        return None, f"must be auto, cpu, cuda or cuda:N (got {name!r})"
-    if dev.type == "cpu":
-        return dev, None
-    if dev.type != "cuda":
-        return None, f"must be auto, cpu, cuda or cuda:N (got {name!r})"
-    if not torch.cuda.is_available():
-        return None, f"{name!r} requested but no CUDA GPU is available (use cpu or auto)"
-    n = torch.cuda.device_count()
-    if dev.index is not None and dev.index >= n:
-        return None, f"{name!r} does not exist: this machine has {n} CUDA device(s)"
-    return dev, None
-
-
 def check_output(out: Path, suite_name: str) -> str | None:
     """Why results cannot be created under ``out/<suite>`` (None when they can)."""
     target = out / suite_name
@@ -96,11 +77,13 @@ def _key(*parts: Any) -> str:
     )
 
 
-def check_cells(suite: Suite, cells: Sequence[Cell], problems: _Problems) -> None:
-    """Datasets load and fit every setting; backbones accept the images; learners build."""
+def check_cells(
+    suite: Suite, cells: Sequence[Cell], problems: _Problems, datasets: DataCache
+) -> None:
+    """Datasets load (into ``datasets``) and fit every setting; backbones accept the images;
+    learners build."""
     from memcomp.backbones import build_backbone
     from memcomp.learners import build_learner
-    from memcomp.runner import get_dataset
 
     loaded: dict[str, Any] = {}
     failed: set[str] = set()
@@ -112,7 +95,7 @@ def check_cells(suite: Suite, cells: Sequence[Cell], problems: _Problems) -> Non
             continue
         if dkey not in loaded:
             try:
-                loaded[dkey] = get_dataset(cell)
+                loaded[dkey] = datasets.for_cell(cell)
             except Exception as e:  # noqa: BLE001 - any loader failure is a preflight problem
                 failed.add(dkey)
                 problems.at(
@@ -170,13 +153,18 @@ def preflight(
     isolation: str = "process",
     memory_limit_mb: float | None = None,
     check_data: bool = True,
+    datasets: DataCache | None = None,
 ) -> Plan:
-    """Check everything a run needs; raise :class:`SuiteError` listing every problem."""
+    """Check everything a run needs; raise :class:`SuiteError` listing every problem.
+
+    Datasets are loaded into ``datasets`` (the caller's cache: an inline run reuses them).
+    """
     p = _Problems(suite)
+    isolation = str(getattr(isolation, "value", isolation))
     if jobs < 1:
         p.cli("--jobs", f"must be >= 1 (got {jobs})")
-    if isolation not in ISOLATION_MODES:
-        p.cli("--isolation", f"must be one of {', '.join(ISOLATION_MODES)} (got {isolation!r})")
+    if isolation not in ("process", "inline"):
+        p.cli("--isolation", f"must be one of process, inline (got {isolation!r})")
     elif isolation == "inline" and jobs > 1:
         p.cli("--jobs", f"must be 1 with --isolation inline (got {jobs}); use process isolation")
     if memory_limit_mb is not None and not (memory_limit_mb > 0 and memory_limit_mb < float("inf")):
@@ -204,7 +192,7 @@ def preflight(
         if why:
             p.cli("--out", why)
     if check_data:
-        check_cells(suite, cells, p)
+        check_cells(suite, cells, p, datasets if datasets is not None else DataCache())
     if p.items:
         unique = list(dict.fromkeys(p.items))
         in_suite = sorted((x for x in unique if x.file != CLI), key=lambda x: x.line or 0)

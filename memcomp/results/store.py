@@ -1,30 +1,34 @@
 """Results on disk: ``results/<suite>/<timestamp>/`` with runs.csv, curves.csv, episodes.csv and
 manifest.json. Every write is atomic (temporary file, then rename), so a killed run leaves valid
-files behind.
+files behind. Reading checks the files: a corrupt one is a :class:`CorruptResultsError` (exit 2)
+naming the file and what is wrong; schema-1 runs tables are mapped onto schema 2.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from memcomp.errors import InputError
 from memcomp.fsutil import atomic_write_text
+from memcomp.results.schema import (
+    CURVE_COLUMNS,
+    EPISODE_COLUMNS,
+    RUN_COLUMNS,
+    SCHEMA_VERSION,
+    column_order,
+    schema_version,
+    upgrade_runs,
+)
 
-# Columns every runs.csv row has (learner parameters are added as their own columns).
-RUN_COLUMNS = [
-    "cell_id", "suite", "label", "status", "error",
-    "dataset", "ways", "shots", "queries", "image_size", "backbone", "hidden", "learner",
-    "seed", "test_acc", "test_ci95", "test_std", "test_episodes", "test_protocol",
-    "best_val_acc", "final_val_acc", "peak_mem_mb", "mem_baseline_mb", "mem_reserved_mb",
-    "mem_source", "sec_per_iter", "train_seconds", "iterations", "diverged_at", "cg_residual",
-    "meta_batch", "outer_lr", "optimizer", "dtype", "bn_mode", "device", "device_name",
-    "torch_version", "memcomp_version", "dataset_checksum", "protocol", "finished_at",
-]  # fmt: skip
-CURVE_COLUMNS = ["cell_id", "iteration", "train_seconds", "val_acc", "val_ci95"]
-EPISODE_COLUMNS = ["cell_id", "episode", "acc"]
+
+class CorruptResultsError(InputError):
+    """A results file that cannot be read (exit 2); the message names the file."""
 
 
 def atomic_write_csv(path: Path, df: pd.DataFrame) -> None:
@@ -32,10 +36,25 @@ def atomic_write_csv(path: Path, df: pd.DataFrame) -> None:
 
 
 def read_csv(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a results table; a missing file is an empty table with ``columns``."""
+    """Read a results table; a missing file is an empty table with ``columns``.
+
+    A table pandas cannot parse (a row with extra fields, an unterminated quote, bytes that are not
+    UTF-8) raises :class:`CorruptResultsError` naming ``path`` and the problem.
+    """
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=columns or [])
-    return pd.read_csv(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        df = pd.read_csv(io.StringIO(text))
+    except (UnicodeDecodeError, pd.errors.ParserError, csv.Error, ValueError) as e:
+        why = " ".join(str(e).split())
+        raise CorruptResultsError(
+            f"{path}: not a readable CSV table ({why}); restore it from a backup or "
+            "remove the broken rows (a missing row is re-run by --resume)"
+        ) from None
+    if columns and "cell_id" in columns and "cell_id" not in df.columns:
+        raise CorruptResultsError(f"{path}: no cell_id column; not a memcomp results table")
+    return df
 
 
 class ResultsDir:
@@ -60,8 +79,16 @@ class ResultsDir:
     def manifest_json(self) -> Path:
         return self.path / "manifest.json"
 
-    def runs(self) -> pd.DataFrame:
+    def raw_runs(self) -> pd.DataFrame:
+        """runs.csv as written (schema of the folder)."""
         return read_csv(self.runs_csv, RUN_COLUMNS)
+
+    def runs(self, manifest: dict[str, Any] | None = None) -> pd.DataFrame:
+        """runs.csv in schema 2 (a schema-1 folder is mapped)."""
+        raw = self.raw_runs()
+        if manifest is None:
+            manifest = self.manifest_or_empty()
+        return upgrade_runs(raw, schema_version(manifest, raw))
 
     def curves(self) -> pd.DataFrame:
         return read_csv(self.curves_csv, CURVE_COLUMNS)
@@ -70,7 +97,23 @@ class ResultsDir:
         return read_csv(self.episodes_csv, EPISODE_COLUMNS)
 
     def manifest(self) -> dict[str, Any]:
-        return json.loads(self.manifest_json.read_text()) if self.manifest_json.exists() else {}
+        """manifest.json ({} when missing); :class:`CorruptResultsError` when unreadable."""
+        if not self.manifest_json.exists():
+            return {}
+        try:
+            data = json.loads(self.manifest_json.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise CorruptResultsError(f"{self.manifest_json}: not valid JSON ({e})") from None
+        if not isinstance(data, dict):
+            raise CorruptResultsError(f"{self.manifest_json}: not a JSON object")
+        return data
+
+    def manifest_or_empty(self) -> dict[str, Any]:
+        """The manifest, or {} when it is missing or unreadable."""
+        try:
+            return self.manifest()
+        except CorruptResultsError:
+            return {}
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_text(self.manifest_json, json.dumps(manifest, indent=2, default=str))
@@ -92,11 +135,10 @@ class ResultsDir:
         cu = self.curves()
         cu = cu[cu["cell_id"] != cid] if len(cu) else cu
         atomic_write_csv(self.curves_csv, _concat(cu, pd.DataFrame(curve, columns=CURVE_COLUMNS)))
-        runs = self.runs()
+        runs = self.raw_runs()
         runs = runs[runs["cell_id"] != cid] if len(runs) else runs
         row = pd.DataFrame([run])
-        cols = RUN_COLUMNS + [c for c in row.columns if c not in RUN_COLUMNS]
-        cols += [c for c in runs.columns if c not in cols]
+        cols = column_order([*row.columns, *runs.columns])
         atomic_write_csv(self.runs_csv, _concat(runs, row).reindex(columns=cols))
 
 
@@ -105,3 +147,9 @@ def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     if not frames:
         return b
     return pd.concat(frames, ignore_index=True)
+
+
+__all__ = [
+    "CURVE_COLUMNS", "EPISODE_COLUMNS", "RUN_COLUMNS", "SCHEMA_VERSION", "CorruptResultsError",
+    "ResultsDir", "atomic_write_csv", "read_csv",
+]  # fmt: skip

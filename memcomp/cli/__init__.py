@@ -1,0 +1,19 @@
+"""The ``memcomp`` command line (Typer), one module per command group.
+
+``app`` is built in :mod:`memcomp.cli.app`; importing the command modules below registers their
+commands on it. Entry points: the ``memcomp`` console script and ``python -m memcomp``.
+"""
+
+from __future__ import annotations
+
+from memcomp.cli import check, compare, data, report, run, suite  # noqa: F401  (register the commands)
+from memcomp.cli.app import app, console, err_console, handle_errors
+from memcomp.cli.common import short_label
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "console", "err_console", "handle_errors", "main", "short_label"]

@@ -1,0 +1,49 @@
+"""The Typer application, its consoles, and the error handler every command uses."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from memcomp.errors import MemcompError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="memcomp",
+    help=(
+        "Benchmark memory, time and accuracy of optimization-based meta-learners.\n\n"
+        "Typical use:\n\n"
+        "  memcomp run suites/quickstart.yaml\n\n"
+        "  memcomp report results/quickstart/<timestamp>"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(
+    help="Inspect and prepare the real benchmark datasets.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn memcomp's own errors into one clean message and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MemcompError as e:
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+            raise typer.Exit(e.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]

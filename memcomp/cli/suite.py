@@ -1,0 +1,93 @@
+"""``memcomp validate``, ``list`` and ``schema``: suites and what is registered."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from memcomp.cli.app import app, console, handle_errors
+from memcomp.cli.common import cells_table
+from memcomp.errors import InputError
+
+
+@app.command()
+@handle_errors
+def validate(
+    suite: Path = typer.Argument(..., help="Suite YAML file."),
+    check_data: bool = typer.Option(
+        False, "--check-data", help="Also check datasets, backbones and the device (as `run` does)."
+    ),
+) -> None:
+    """Check a suite and print the cells it expands to, without running anything.
+
+    Examples:
+
+      memcomp validate suites/quickstart.yaml
+
+      memcomp validate suites/paper-accuracy.yaml --check-data
+    """
+    from memcomp.config import expand, load_suite
+
+    s = load_suite(suite)
+    cells = expand(s)
+    if check_data:
+        from memcomp.exec.plan import preflight
+
+        preflight(s, cells, check_data=True)
+    console.print(cells_table(cells, f"suite {s.name}: {len(cells)} cells"))
+    console.print(f"[green]ok[/]: {suite} is valid ({len(cells)} cells)")
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    what: str = typer.Argument(None, help="learners | datasets | backbones (default: all)."),
+) -> None:
+    """What is registered, with one line on each and its parameters with defaults.
+
+    Example: memcomp list learners
+    """
+    from memcomp.backbones import BACKBONES
+    from memcomp.data import DATASETS
+    from memcomp.learners import LEARNERS
+    from memcomp.registry import unknown_name_message
+
+    regs = {"learners": LEARNERS, "datasets": DATASETS, "backbones": BACKBONES}
+    if what is not None and what not in regs:
+        raise InputError(unknown_name_message("category", what, list(regs)))
+    for name, reg in regs.items():
+        if what not in (None, name):
+            continue
+        table = Table(title=name, show_lines=True)
+        table.add_column("name", style="bold")
+        table.add_column("summary")
+        table.add_column("parameters (default)")
+        for entry in reg:
+            params = []
+            for pname, f in entry.params.model_fields.items():
+                params.append(f"{pname}={f.get_default(call_default_factory=True)!r}")
+            table.add_row(entry.name, entry.summary, "\n".join(params))
+        console.print(table)
+
+
+@app.command()
+@handle_errors
+def schema(
+    out: Path = typer.Option(None, "--out", help="Write to this file instead of stdout."),
+) -> None:
+    """Print the suite JSON Schema (for editor autocompletion).
+
+    Example: memcomp schema --out suite.schema.json
+    """
+    from memcomp.config import suite_json_schema
+
+    text = json.dumps(suite_json_schema(), indent=2)
+    if out:
+        out.write_text(text + "\n")
+        console.print(f"wrote {out}")
+    else:
+        sys.stdout.write(text + "\n")

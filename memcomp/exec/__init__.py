@@ -1,0 +1,1 @@
+"""Running suites: plan (preflight), schedulers (inline, subprocess) and the cell child."""

@@ -1,0 +1,164 @@
+"""The cell child process, and test/extension plugins.
+
+A cell child is ``python -m memcomp.exec.child``: it reads one JSON request on stdin (the cell, the
+device, options), runs :func:`memcomp.engine.run_cell` and writes JSON lines on a private copy of
+its stdout (``started``, ``iter`` for progress, then ``done`` with the outcome). Anything the cell
+itself prints goes to stderr, which the parent keeps (its tail explains a crash). A child that dies
+without a ``done`` line (segfault, ``os._exit``, killed by the kernel) becomes a row with
+``status=error`` and its exit code or signal; CUDA out-of-memory is ``status=oom`` (the runner
+maps it). A child whose parent dies (even by ``kill -9``) stops within a fraction of a second.
+The parent side is :mod:`memcomp.exec.processes`. Each child has a fresh CUDA context, so one
+cell's cached memory cannot inflate the next cell's peak.
+
+Plugins: ``MEMCOMP_PLUGINS="pkg.mod1,pkg.mod2"`` names modules imported before a suite is loaded
+(by ``memcomp run``) and in every cell child, so they can register extra learners, datasets or
+backbones (the tests use it for learners that fail on purpose).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import importlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from memcomp.config.cells import Cell
+from memcomp.config.cells import from_json as cell_from_json  # THE cell serialisation
+from memcomp.config.cells import to_json as cell_to_json
+
+PLUGINS_ENV = "MEMCOMP_PLUGINS"
+__all__ = ["cell_from_json", "cell_to_json", "child_main", "load_plugins", "plugin_names"]
+
+PARENT_ENV = "MEMCOMP_PARENT_PID"  # the parent, as the parent saw itself
+
+
+def plugin_names() -> list[str]:
+    """Modules named by ``$MEMCOMP_PLUGINS`` (comma-separated)."""
+    return [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+
+
+def load_plugins(names: list[str] | None = None) -> list[str]:
+    """Import plugin modules (default: ``$MEMCOMP_PLUGINS``); a failing import is an InputError."""
+    from memcomp.errors import InputError
+
+    names = plugin_names() if names is None else names
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - report any plugin failure as bad input
+            raise InputError(
+                f"{PLUGINS_ENV}: cannot import plugin {name!r}: {type(e).__name__}: {e}"
+            ) from None
+    return names
+
+
+# ----------------------------------------------------------------------------- memory limit
+
+
+def apply_memory_limit(device: Any, limit_mb: float | None) -> str | None:
+    """Cap this process's CUDA memory at ``limit_mb``; returns a note when it does not apply."""
+    import torch
+
+    if limit_mb is None:
+        return None
+    if device.type != "cuda":
+        return f"--memory-limit {limit_mb:g} MB ignored on {device.type} (CUDA only)"
+    total = torch.cuda.get_device_properties(device).total_memory
+    fraction = min(1.0, limit_mb * 2**20 / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return None
+
+
+# ----------------------------------------------------------------------------- child side
+
+
+ORPHAN_EXIT = 3
+ORPHAN_POLL_S = 0.2
+
+
+def _die_with_parent(parent: int) -> None:
+    """Stop this child when its parent dies (e.g. ``kill -9``): on Linux the kernel sends SIGKILL
+    (PR_SET_PDEATHSIG); everywhere a watchdog thread notices the new parent process id, also
+    while the cell is loading data or measuring memory (no progress is sent then)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # died before the request above took effect
+        os._exit(ORPHAN_EXIT)
+
+    def watch() -> None:
+        while True:
+            time.sleep(ORPHAN_POLL_S)
+            if os.getppid() != parent:
+                os._exit(ORPHAN_EXIT)
+
+    threading.Thread(target=watch, name="memcomp-orphan-watchdog", daemon=True).start()
+
+
+class _ChildProgress:
+    """Forwards the runner's progress to the parent as JSON lines."""
+
+    def __init__(self, out: IO[str], parent: int) -> None:
+        self.out, self.parent = out, parent
+
+    def cell_started(self, cell: Cell, iterations: int) -> None:
+        _send(self.out, {"event": "started", "iterations": iterations})
+
+    def iteration_done(self, iteration: int, val_acc: float | None) -> None:
+        if os.getppid() != self.parent:  # orphaned: nobody will read the result
+            os._exit(ORPHAN_EXIT)
+        _send(self.out, {"event": "iter", "it": iteration, "val": val_acc})
+
+
+def _send(out: IO[str], msg: dict[str, Any]) -> None:
+    out.write(json.dumps(msg, default=str) + "\n")
+    out.flush()
+
+
+def child_main() -> None:
+    """Entry point of a cell child (``python -m memcomp.exec.child``)."""
+    parent = int(os.environ.get(PARENT_ENV) or os.getppid())
+    faulthandler.enable()  # a segfault leaves a Python traceback in the cell's log
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when children stop
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # stray prints of the cell go to stderr, not into the protocol
+    request = json.loads(sys.stdin.read())
+    load_plugins(request.get("plugins", []))
+
+    import torch
+
+    from memcomp.engine import run_cell
+
+    cell = cell_from_json(request["cell"])
+    device = torch.device(request["device"])
+    if request.get("threads"):
+        torch.set_num_threads(int(request["threads"]))
+    apply_memory_limit(device, request.get("memory_limit_mb"))
+    checkpoint = Path(request["checkpoint"]) if request.get("checkpoint") else None
+    outcome = run_cell(
+        cell,
+        device,
+        _ChildProgress(out, parent),
+        memory_source=request.get("memory_source", "auto"),
+        checkpoint=checkpoint,
+    )
+    _send(out, {"event": "done", "row": outcome.row, "curve": outcome.curve,
+                "episodes": outcome.episodes})  # fmt: skip
+    out.close()
+    sys.stderr.flush()
+    os._exit(0)  # the result is delivered: skip the slow interpreter/torch teardown
+
+
+if __name__ == "__main__":
+    child_main()

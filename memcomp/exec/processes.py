@@ -1,0 +1,205 @@
+"""The subprocess scheduler: each cell in its own child process (:mod:`memcomp.exec.child`),
+``jobs`` at once; the children's JSON-line messages drive progress, a child that dies becomes an
+error row with its exit code or signal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from queue import Empty, Queue
+from typing import IO, Any
+
+import torch
+
+from memcomp.config.cells import Cell
+from memcomp.engine import CellOutcome, base_row
+from memcomp.exec.child import PARENT_ENV, cell_to_json, plugin_names
+from memcomp.exec.options import RunOptions, SuiteProgress, checkpoint_path
+from memcomp.results.manifest import now
+from memcomp.results.store import ResultsDir
+
+STDERR_TAIL = 8000  # bytes of a child's stderr kept for the error message and the log
+
+
+@dataclass
+class ChildCell:
+    """A running cell child: the process, its stderr tail and its final message."""
+
+    index: int
+    cell: Cell
+    proc: subprocess.Popen[bytes]
+    done: dict[str, Any] | None = None
+    stderr: bytearray = field(default_factory=bytearray)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def stderr_text(self) -> str:
+        return self.stderr.decode("utf-8", "replace")
+
+
+def child_env() -> dict[str, str]:
+    """The child's environment: this one, with this process's import path."""
+    env = dict(os.environ)
+    paths = [p for p in sys.path if p]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env[PARENT_ENV] = str(os.getpid())
+    return env
+
+
+def start_child(
+    index: int,
+    cell: Cell,
+    request: dict[str, Any],
+    events: Queue[tuple[int, str, Any]],
+) -> ChildCell:
+    """Start a child for ``cell``; its messages arrive on ``events`` as ``(index, kind, data)``
+    with kind ``msg`` (a decoded JSON line) and finally ``eof``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memcomp.exec.child"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+    )
+    child = ChildCell(index, cell, proc)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    with contextlib.suppress(BrokenPipeError):
+        proc.stdin.write(json.dumps({**request, "cell": cell_to_json(cell)}).encode())
+        proc.stdin.close()
+
+    def read_out(stream: IO[bytes]) -> None:
+        for line in stream:
+            with contextlib.suppress(ValueError):
+                events.put((index, "msg", json.loads(line)))
+        events.put((index, "eof", None))
+
+    def read_err(stream: IO[bytes]) -> None:
+        for chunk in iter(lambda: stream.read1(4096), b""):  # type: ignore[attr-defined]
+            child.stderr.extend(chunk)
+            del child.stderr[:-STDERR_TAIL]
+
+    for target, stream in ((read_out, proc.stdout), (read_err, proc.stderr)):
+        t = threading.Thread(target=target, args=(stream,), daemon=True)
+        t.start()
+        child.threads.append(t)
+    return child
+
+
+def exit_description(code: int | None) -> str:
+    """``exit code 3`` or ``killed by signal SIGSEGV``."""
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        hint = " (out of host memory?)" if -code == signal.SIGKILL else ""
+        return f"killed by signal {name}{hint}"
+    return f"exit code {code}"
+
+
+def finish_child(child: ChildCell, timeout: float = 30.0) -> int | None:
+    """Wait for the child's exit (killing it if it lingers) and its reader threads."""
+    try:
+        code = child.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.proc.kill()
+        code = child.proc.wait()
+    for t in child.threads:
+        t.join(timeout=5)
+    return code
+
+
+def stop_children(children: list[ChildCell]) -> None:
+    """Terminate running children (Ctrl-C); kill those that do not stop within a few seconds."""
+    for c in children:
+        with contextlib.suppress(OSError):
+            c.proc.terminate()
+    for c in children:
+        try:
+            c.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            c.proc.kill()
+            c.proc.wait()
+
+
+def run_processes(
+    cells: Sequence[Cell],
+    device: torch.device,
+    progress: SuiteProgress | None,
+    opts: RunOptions,
+    results: ResultsDir,
+    record: Callable[..., None],
+) -> None:
+    events: Queue[tuple[int, str, Any]] = Queue()
+    pending = list(range(len(cells)))[::-1]
+    running: dict[int, ChildCell] = {}
+    base = {
+        "device": str(device),
+        "memory_limit_mb": opts.memory_limit_mb,
+        "memory_source": opts.memory_source,
+        "plugins": plugin_names(),
+        "threads": opts.cell_threads(),
+    }
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, opts.jobs):
+                i = pending.pop()
+                ckpt = checkpoint_path(results, cells[i])
+                request = {**base, "checkpoint": str(ckpt) if ckpt else None}
+                running[i] = start_child(i, cells[i], request, events)
+            try:
+                i, kind, data = events.get(timeout=1.0)
+            except Empty:
+                continue
+            child = running.get(i)
+            if child is None:
+                continue
+            if kind == "msg":
+                _on_message(child, data, progress)
+                continue
+            code = finish_child(child)
+            del running[i]
+            record(i, _child_outcome(child, code, device), child.stderr_text())
+    except BaseException:
+        stop_children(list(running.values()))
+        raise
+
+
+def _on_message(child: ChildCell, msg: dict[str, Any], progress: SuiteProgress | None) -> None:
+    event = msg.get("event")
+    if event == "done":
+        child.done = msg
+    elif progress is None:
+        return
+    elif event == "started":
+        progress.cell_started(child.cell, int(msg["iterations"]))
+    elif event == "iter":
+        progress.cell_iteration(child.cell, int(msg["it"]), msg.get("val"))
+
+
+def _child_outcome(child: ChildCell, code: int | None, device: torch.device) -> CellOutcome:
+    """The child's reported outcome, or an error row describing how it died."""
+    if child.done is not None:
+        d = child.done
+        return CellOutcome(d["row"], d.get("curve", []), d.get("episodes", []))
+    row = base_row(child.cell, device)
+    lines = [ln for ln in child.stderr_text().splitlines() if ln.strip()]
+    last = f": {lines[-1].strip()[:300]}" if lines else ""
+    row.update(
+        status="error",
+        error=f"cell process {exit_description(code)}{last}",
+        exit_code=code,
+        finished_at=now(),
+    )
+    return CellOutcome(row)
