@@ -3,7 +3,7 @@ report what a user would see, as JSON on stdout. Run by tests/test_browser_repor
 private network namespace (``unshare -n``), so any network request would also fail.
 
 usage: python browser_check.py PAGE [--sort TABLE:COLUMN] [--filter TABLE:COLUMN:VALUE]
-                               [--search TABLE:TEXT] [--screenshot PNG]
+                               [--search TABLE:TEXT] [--screenshot PNG] [--viewport WxH]
 """
 
 from __future__ import annotations
@@ -104,12 +104,14 @@ def main() -> None:
     ap.add_argument("--filter", action="append", default=[])
     ap.add_argument("--search", action="append", default=[])
     ap.add_argument("--screenshot", type=Path)
+    ap.add_argument("--viewport", default="1280x900", help="WIDTHxHEIGHT")
     args = ap.parse_args()
     url = args.page.resolve().as_uri()
     result: dict[str, Any] = {"url": url, "errors": [], "requests": []}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        width, height = (int(v) for v in args.viewport.split("x"))
+        page = browser.new_page(viewport={"width": width, "height": height})
         page.on("console", lambda m: m.type == "error" and result["errors"].append(m.text))
         page.on("pageerror", lambda e: result["errors"].append(str(e)))
         page.on("request", lambda r: result["requests"].append(r.url))
