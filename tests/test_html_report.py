@@ -159,3 +159,13 @@ def test_paper_figure2_rows_and_oom_cells_on_a_hand_built_folder(tmp_path: Path)
     assert page.count('class="status-bad">OOM</span>') == 2  # maml K=20, both seeds
     assert '<section id="phases">' not in page  # no mem_<phase>_mb columns recorded
     assert external_references(page) == []
+
+
+def test_unreadable_manifest_still_gives_a_page(run: Path, tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    shutil.copytree(run, d)
+    (d / "manifest.json").write_text('{"suite": "tiny", "cells": {')  # truncated
+    report(str(d))
+    page = (d / "report" / "report.html").read_text()
+    assert "the manifest does not record the suite text" in page
+    assert page.count('<details id="cell-') == 6

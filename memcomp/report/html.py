@@ -158,8 +158,8 @@ def _cell_sections(
 def html_report(results_dir: Path, report: Any) -> str:
     """The page's HTML for ``results_dir`` and the :class:`memcomp.report.Report` built from it."""
     rd = ResultsDir(Path(results_dir))
-    manifest, curves, eps = rd.manifest(), rd.curves(), rd.episodes()
-    runs = normalize_runs(rd.runs())
+    manifest, curves, eps = rd.manifest_or_empty(), rd.curves(), rd.episodes()
+    runs = normalize_runs(rd.runs(manifest))
     tables = {t.name: t for t in report.tables}
     suite = manifest.get("suite") or "unknown suite"
     counts = runs["status"].value_counts() if len(runs) else pd.Series(dtype=int)

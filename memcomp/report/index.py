@@ -42,7 +42,8 @@ def page_is_current(run: Path) -> bool:
 
 def _row(run: Path, folder: Path, out_dir: Path) -> dict[str, object]:
     rd = ResultsDir(run)
-    manifest, runs = rd.manifest(), rd.runs()
+    manifest = rd.manifest_or_empty()
+    runs = rd.runs(manifest)
     status = runs["status"].fillna("ok").astype(str).str.lower() if len(runs) else pd.Series()
     counts = status.value_counts()
     html = report_page(run)
