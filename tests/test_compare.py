@@ -90,10 +90,11 @@ def test_same_seed_runs_report_no_regression(base: Path, again: Path) -> None:
     for c in cmp.changes:
         if c.metric in ("accuracy", "peak_mem_mb"):
             assert c.verdict == WITHIN and c.change == pytest.approx(0.0), c
-    # Two runs on this shared 2-core machine can differ in time by more than the 10% default
-    # (the noise between runs is larger than between the samples of one run); the CLI check
-    # below therefore allows 100% so that only accuracy/memory/status can fail it.
-    code, out = compare(str(base), str(again), "--fail-on", "regression", "--time-tolerance", "1")
+    assert not [c for c in cmp.regressions if c.metric not in ("sec_per_iter", "time_to_accuracy")]
+    # Tiny cells (milliseconds per iteration) timed twice on this shared, often overloaded 2-core
+    # machine can differ by more than 2x (the noise between runs is far larger than between the
+    # samples of one run), so the CLI check ignores time and only accuracy/memory/status can fail.
+    code, out = compare(str(base), str(again), "--fail-on", "regression", "--time-tolerance", "10")
     assert code == 0, out
     assert "no regression" in out
 

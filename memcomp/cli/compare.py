@@ -50,8 +50,9 @@ def compare(
 
       memcomp compare base/ new/ --fail-on regression --junit compare.xml --html compare.html
     """
-    from memcomp.report.compare import Thresholds, compare_results, print_comparison, write_junit
+    from memcomp.report.compare import Thresholds, compare_results
     from memcomp.report.compare_html import write_compare_html
+    from memcomp.report.compare_output import print_comparison, write_junit
 
     base, new = resolve_results_dir(base), resolve_results_dir(new)
     th = Thresholds(alpha=alpha, memory=memory_tol, time=time_tol)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from memcomp.fsutil import atomic_write_text
-from memcomp.report.compare import Comparison, fmt_change, fmt_value
+from memcomp.report.compare import Comparison
+from memcomp.report.compare_output import fmt_change, fmt_value
 from memcomp.report.htmlkit import esc, page, table_html
 
 __all__ = ["compare_html", "write_compare_html"]
