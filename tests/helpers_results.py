@@ -24,7 +24,7 @@ def tiny_suite(name: str = "tiny", seeds: tuple[int, ...] = (0, 1), **extra: Any
         "datasets": [{"name": "fake-tiny"}],
         "settings": [{"ways": 3, "shots": 1, "queries": 2}],
         "backbones": [{"name": "conv4", "hidden": 4}],
-        "train": {"iterations": 8, "meta_batch": 2, "eval_every": 2, "val_episodes": 3},
+        "train": {"iterations": 12, "meta_batch": 2, "eval_every": 1, "val_episodes": 3},
         "test": {"episodes": 12},
         "learners": [
             {"name": "fake-ok"},
