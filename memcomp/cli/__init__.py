@@ -7,13 +7,15 @@ commands on it. Entry points: the ``memcomp`` console script and ``python -m mem
 from __future__ import annotations
 
 from memcomp.cli import check, data, report, run, suite  # noqa: F401  (register the commands)
-from memcomp.cli.app import app, console, err_console, handle_errors
+from memcomp.cli.app import app, console, err_console, handle_errors, hoist_plugin_options
 from memcomp.cli.common import short_label
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    import sys
+
+    app(hoist_plugin_options(sys.argv[1:]))
 
 
 __all__ = ["app", "console", "err_console", "handle_errors", "main", "short_label"]
