@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import importlib
 import os
+from contextvars import ContextVar
 from importlib import metadata
 
 from memcomp.errors import InputError
-from memcomp.registry import LOADING_SOURCE
 
 ENV = "MEMCOMP_PLUGINS"
 GROUPS = ("memcomp.learners", "memcomp.datasets", "memcomp.backbones")
 _loaded: list[str] = []
+# Where entries registered now come from (set while a plugin is imported: its distribution, or
+# "module NAME" for a module no installed distribution owns); read by memcomp.registry.
+LOADING_SOURCE: ContextVar[str | None] = ContextVar("memcomp_loading_source", default=None)
 
 
 class PluginError(InputError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
@@ -13,6 +12,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from memcomp.errors import UnknownNameError
+from memcomp.plugins import LOADING_SOURCE, discover
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,10 +25,6 @@ def _to_path(value: Any) -> Any:
 # reject a string where a Path is expected.
 PathOption = Annotated[Path, BeforeValidator(_to_path)]
 
-
-# Where entries registered now come from (set while a plugin is imported: its distribution name,
-# or "module NAME" for a module that no installed distribution owns); see memcomp/plugins.py.
-LOADING_SOURCE: ContextVar[str | None] = ContextVar("memcomp_loading_source", default=None)
 
 # Upper bound of any step count (inner, fine-tuning, solver steps of one task), stated once for
 # the config models and every component's parameters.
@@ -81,8 +77,6 @@ class Registry(Generic[F]):
     def _discover(self) -> None:
         if not self._discovered:
             self._discovered = True  # before importing: a plugin registering here re-enters
-            from memcomp.plugins import discover
-
             discover(self.group)  # type: ignore[arg-type]
 
     def register(
