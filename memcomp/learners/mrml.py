@@ -48,8 +48,8 @@ class Mrml(Learner):
     exact = False  # K head steps and N CG steps approximate the implicit hypergradient
     host_sync_free = True
     test_params = {"inner_steps": 5, "inner_lr": 0.5, "cg_steps": 5, "l2": 0.1}
-    limit_params = {"inner_steps": 1000, "cg_steps": 60}  # converged at test_params' lr and l2
-    EXACT_STEPS = 3000  # head steps of meta_objective (the lower level solved to convergence)
+    limit_params = {"inner_steps": 800, "cg_steps": 60}  # converged at test_params' lr and l2
+    EXACT_STEPS = 1000  # head steps of meta_objective (the lower level solved to convergence)
     solver: Solver = staticmethod(conjugate_gradient)
     params: MrmlParams
 

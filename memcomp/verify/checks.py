@@ -111,7 +111,11 @@ def check_deterministic(s: Subject) -> Check:
     """The same learner twice, and a second one built with the same seed: identical bits."""
     tasks = make_tasks()
     a, b = s.build(), s.build()
-    g1, g2, g3 = run_meta_backward(a, tasks), run_meta_backward(a, tasks), run_meta_backward(b, tasks)
+    g1, g2, g3 = (
+        run_meta_backward(a, tasks),
+        run_meta_backward(a, tasks),
+        run_meta_backward(b, tasks),
+    )
     err = max(float((g2 - g1).abs().max()), float((g3 - g1).abs().max()))
     return _ok("same seed, same result", err == 0, err)
 
