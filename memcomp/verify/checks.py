@@ -185,12 +185,12 @@ def check_finite_differences(s: Subject) -> Check:
     grad = run_meta_backward(learner, tasks)
     err, smallest = directional_error(learner, tasks, grad)
     if smallest < 1e-3:
-        return Check("meta-gradient vs finite differences", "FAIL", err,
-                     f"directional derivative {smallest:.1e}: the objective barely moves")  # fmt: skip
+        note = f"directional derivative {smallest:.1e}: the objective barely moves"
+        return Check("meta-gradient vs finite differences", "FAIL", err, note)
     if getattr(s.cls, "exact", False):
         return _ok("meta-gradient vs finite differences", err <= FD_RTOL, err, "exact learner")
-    return Check("error vs exact hypergradient", "approx", err,
-                 "approximate learner at test_params (reported, not a failure)")  # fmt: skip
+    note = "approximate learner at test_params: reported, not a failure"
+    return Check("error vs exact hypergradient", "approx", err, note)
 
 
 def check_limit(s: Subject) -> Check:
