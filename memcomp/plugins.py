@@ -78,8 +78,13 @@ def load_env() -> list[str]:
     return load(env_modules(), ENV)
 
 
-def discover(group: str) -> None:
-    """Import the modules of every installed entry point of ``group``."""
+def discover(group: str) -> list[tuple[str, str]]:
+    """Import the modules of every installed entry point of ``group``; returns each entry
+    point's ``(name, where)`` (the registry checks that the name got registered)."""
+    found = []
     for ep in metadata.entry_points(group=group):
         dist = ep.dist.name if ep.dist is not None else ep.module
-        _import(ep.module, dist, f"entry point {ep.name!r} of {dist} ({group})")
+        where = f"entry point {ep.name!r} of {dist} ({group})"
+        _import(ep.module, dist, where)
+        found.append((ep.name, where))
+    return found

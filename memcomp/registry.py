@@ -11,7 +11,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from memcomp.errors import UnknownNameError
+from memcomp.errors import InputError, UnknownNameError
 from memcomp.plugins import LOADING_SOURCE, discover
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,7 +77,12 @@ class Registry(Generic[F]):
     def _discover(self) -> None:
         if not self._discovered:
             self._discovered = True  # before importing: a plugin registering here re-enters
-            discover(self.group)  # type: ignore[arg-type]
+            for name, where in discover(self.group):  # type: ignore[arg-type]
+                if name not in self._entries:
+                    raise InputError(
+                        f"{where}: importing it registered no {self.kind} named {name!r} "
+                        "(name the entry point after the component its module registers)"
+                    )
 
     def register(
         self, name: str, summary: str, params: type[Params], source: str | None = None

@@ -116,3 +116,28 @@ def test_a_crashing_learner_fails_its_checks_with_the_reason() -> None:
     failed = [c for c in checks if c.failed]
     assert failed and all("ValueError: planted" in c.note for c in failed)
     assert torch.get_num_threads() >= 1
+
+
+class StockBatchNormNet(torch.nn.Sequential):
+    """A backbone of stock PyTorch modules (nn.BatchNorm2d with running statistics)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.ReLU(), torch.nn.Flatten()
+        )
+        self.feat_dim = 2 * 6 * 6
+
+
+def test_stock_batchnorm_batched_gives_an_error_naming_the_fix() -> None:
+    import pytest
+
+    from memcomp.learners import build_learner
+    from memcomp.verify.fixtures import make_tasks
+
+    tasks = make_tasks()
+    for name in ("maml", "fomaml", "imaml", "anil", "mrml"):
+        learner = build_learner(name, {"inner_steps": 1}, StockBatchNormNet(), 3).double()
+        with pytest.raises(ValueError, match="TaskBatchNorm2d"):
+            learner.meta_backward(tasks)
+        learner.params = learner.params.model_copy(update={"execution": "sequential"})
+        assert torch.isfinite(learner.meta_backward(tasks).loss)
