@@ -44,7 +44,7 @@ def make_venv(folder: Path) -> Path:
 
 SHRINK = (
     "import re, sys; p = sys.argv[1]; s = open(p).read(); "
-    "s = re.sub(r'image_size: \\d+', 'image_size: 12', s); "
+    "s = re.sub(r'image_size: \\d+', 'image_size: 16', s); "
     "s = re.sub(r'hidden: \\d+', 'hidden: 4', s); "
     "s = s.replace('iterations: 100', 'iterations: 2').replace('eval_every: 25', 'eval_every: 1')"
     ".replace('val_episodes: 100', 'val_episodes: 2').replace('episodes: 200', 'episodes: 3'); "
