@@ -163,3 +163,31 @@ def test_hoisting_plugin_options() -> None:
     assert hoist_plugin_options(argv) == [
         "--plugin", "a", "--plugin=b", "verify", "mine", "--", "--plugin", "c",
     ]  # fmt: skip
+
+
+def test_skip_hook_gives_a_skipped_row(tmp_path: Path) -> None:
+    """A learner's ``skip(cell)`` reason becomes ``status=skipped`` (and the run is still ok)."""
+    import fake_learners
+
+    from memcomp import run_suite
+
+    class Picky(fake_learners.FakeOk):
+        @classmethod
+        def skip(cls, cell):  # noqa: ANN001, ANN206
+            return "only 2-way tasks" if cell.setting.ways != 2 else None
+
+    LEARNERS.register("plug-picky", "declines 3-way", fake_learners.FakeParams)(Picky)
+    try:
+        suite = tmp_path / "s.yaml"
+        suite.write_text(
+            "name: picky\ndatasets: [{name: fake-tiny}]\n"
+            "settings: [{ways: 2, shots: 1, queries: 1}, {ways: 3, shots: 1, queries: 1}]\n"
+            "backbones: [{name: conv4, hidden: 2, blocks: 1}]\nlearners: [{name: plug-picky}]\n"
+            "train: {iterations: 1, meta_batch: 1, eval_every: 1, val_episodes: 2}\n"
+            "test: {episodes: 2}\n"
+        )
+        _, outcomes = run_suite(suite, tmp_path / "out", isolation="inline", device="cpu")
+    finally:
+        LEARNERS._entries.pop("plug-picky")
+    assert [o.row["status"] for o in outcomes] == ["ok", "skipped"]
+    assert all(o.ok for o in outcomes) and outcomes[1].row["error"] == "only 2-way tasks"

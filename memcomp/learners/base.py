@@ -38,7 +38,7 @@ class Learner(nn.Module):
     differences; otherwise its error is measured); ``test_params``: tiny hyper-parameters for the
     checks; ``limit_params``: for an approximation, hyper-parameters where it has converged to
     the exact hypergradient (checked); ``host_sync_free``: the inner loop never reads a device
-    value back to the host (checked).
+    value back to the host (checked); :meth:`skip` declines a configuration with a reason.
     """
 
     meta_learns_head: bool = True
@@ -63,6 +63,12 @@ class Learner(nn.Module):
     def meta_backward(self, tasks: Sequence[Task]) -> StepStats:
         """Accumulate the meta-gradient (mean over ``tasks``) into ``.grad``."""
         return run_chunks(self, tasks)
+
+    @classmethod
+    def skip(cls, cell: Any) -> str | None:
+        """A reason to decline ``cell`` (a :class:`memcomp.config.Cell`: its setting, dataset,
+        backbone, parameters), which becomes a ``status=skipped`` row; None runs it."""
+        return None
 
     def meta_objective(self, tasks: Sequence[Task]) -> Tensor:
         """The meta objective (a scalar, mean over ``tasks``) whose gradient in the
