@@ -360,6 +360,7 @@ def test_json_schema_structure() -> None:
         "parts",
         "budgets",
         "plugins",  # modules imported before validation (README "Extending")
+        "executor",
     }
     mrml = variants(schema, props["learners"])[MRML]
     assert mrml["additionalProperties"] is False

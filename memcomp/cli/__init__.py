@@ -6,7 +6,17 @@ commands on it. Entry points: the ``memcomp`` console script and ``python -m mem
 
 from __future__ import annotations
 
-from memcomp.cli import check, data, new, report, run, suite, verify  # noqa: F401  (commands)
+from memcomp.cli import (  # noqa: F401  (importing them registers the commands)
+    check,
+    cluster,
+    data,
+    diagnose,
+    new,
+    report,
+    run,
+    suite,
+    verify,
+)
 from memcomp.cli.app import app, console, err_console, handle_errors, hoist_plugin_options
 from memcomp.cli.common import short_label
 

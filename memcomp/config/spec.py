@@ -82,6 +82,7 @@ def suite_models() -> tuple[type[BaseModel], type[BaseModel]]:
                     "cell process): they register learners, datasets or backbones",
                 ),
             ),
+            executor=(dict[str, Any] | None, Field(None, description="where cells run (README)")),
         )
         _cache[key] = suite, part
     return _cache[key]

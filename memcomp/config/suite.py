@@ -83,6 +83,7 @@ class Suite:
     learners: list[dict[str, Any]]
     budgets: list[dict[str, Any]] | None = None
     plugins: tuple[str, ...] = ()
+    executor: dict[str, Any] | None = None  # checked by memcomp.exec.executor_options
     source_path: Path | None = None
     source_text: str = ""
     lines: LineMap = field(default_factory=dict, repr=False, compare=False)
@@ -217,6 +218,7 @@ def _suite(top: Any, parts: list[SuitePart], src: Source, cells: list[Cell]) -> 
         learners=_distinct(raw_learners) if top.parts else raw_learners,
         budgets=top.budgets,
         plugins=tuple(top.plugins or ()),
+        executor=top.executor,
         source_path=src.path,
         source_text=src.text,
         lines=src.lines,
