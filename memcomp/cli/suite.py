@@ -47,9 +47,14 @@ def validate(
 def list_(
     what: str = typer.Argument(None, help="learners | datasets | backbones (default: all)."),
 ) -> None:
-    """What is registered, with one line on each and its parameters with defaults.
+    """What is registered: one line on each, where it comes from (built-in, or the plugin's
+    distribution or module), and its parameters with defaults.
 
-    Example: memcomp list learners
+    Examples:
+
+      memcomp list learners
+
+      memcomp list learners --plugin my_pkg.my_learner
     """
     from memcomp.backbones import BACKBONES
     from memcomp.data import DATASETS
@@ -65,12 +70,13 @@ def list_(
         table = Table(title=name, show_lines=True)
         table.add_column("name", style="bold")
         table.add_column("summary")
+        table.add_column("from")
         table.add_column("parameters (default)")
         for entry in reg:
             params = []
             for pname, f in entry.params.model_fields.items():
                 params.append(f"{pname}={f.get_default(call_default_factory=True)!r}")
-            table.add_row(entry.name, entry.summary, "\n".join(params))
+            table.add_row(entry.name, entry.summary, entry.source, "\n".join(params))
         console.print(table)
 
 
