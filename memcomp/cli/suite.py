@@ -30,10 +30,14 @@ def validate(
 
       memcomp validate suites/paper-accuracy.yaml --check-data
     """
-    from memcomp.config import expand, load_suite
+    from memcomp.config import ConfigError, expand, load_suite
+    from memcomp.config.feasible import feasibility_problems
 
     s = load_suite(suite)
     cells = expand(s)
+    problems = feasibility_problems(s, cells)
+    if problems:
+        raise ConfigError(problems)
     if check_data:
         from memcomp.exec.plan import preflight
 

@@ -1,10 +1,11 @@
 """Whole-suite checks before any work: everything that would fail later, reported at once.
 
 After :func:`memcomp.config.load_suite` (schema, names, value ranges), :func:`preflight` checks the
-run options, the device, that every dataset loads and can supply every setting, that every backbone
-accepts the dataset's images and every learner can be built, and that the output folder is
-writable (or, with ``--resume``, belongs to this suite). All problems are raised together as one
-:class:`~memcomp.config.SuiteError` (exit 2); nothing is written.
+run options, the device, what datasets and backbones declare without loading
+(:mod:`memcomp.config.feasible`), that every dataset loads and can supply every setting, that
+every backbone accepts the dataset's images and every learner can be built, and that the output
+folder is writable (or, with ``--resume``, belongs to this suite). All problems are raised
+together as one :class:`~memcomp.config.SuiteError` (exit 2); nothing is written.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 
 from memcomp.config import Problem, Suite, SuiteError
 from memcomp.config.cells import Cell
+from memcomp.config.feasible import infeasible
 from memcomp.engine import DataCache, one_line
 from memcomp.measure.device import check_device
 from memcomp.results.resume import find_resume_dir, resume_problem
@@ -191,8 +193,13 @@ def preflight(
         why = check_output(out, suite.name)
         if why:
             p.cli("--out", why)
+    # what the datasets and backbones declare, without loading: those cells are not loaded
+    found = infeasible(cells)
+    p.items.extend(suite.problem(loc, msg) for _, loc, msg in found)
     if check_data:
-        check_cells(suite, cells, p, datasets if datasets is not None else DataCache())
+        skip = {c.id for c, _, _ in found}
+        rest = [c for c in cells if c.id not in skip]
+        check_cells(suite, rest, p, datasets if datasets is not None else DataCache())
     if p.items:
         unique = list(dict.fromkeys(p.items))
         in_suite = sorted((x for x in unique if x.file != CLI), key=lambda x: x.line or 0)
