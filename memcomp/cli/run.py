@@ -57,6 +57,9 @@ def run(
         min=1,
         help="Torch CPU threads per cell (default: torch's, or the cores shared among --jobs).",
     ),
+    no_size_check: bool = typer.Option(
+        False, "--no-size-check", help="Run cells estimated too big to finish or fit."
+    ),
 ) -> None:
     """Expand a suite into cells, meta-train each, and write results.
 
@@ -77,7 +80,7 @@ def run(
     code = run_suite_command(
         suite, out, device.value if device else None, only, dry_run, console,
         resume=resume, jobs=jobs, memory_limit=memory_limit, isolation=isolation.value,
-        threads=threads,
+        threads=threads, size_check=not no_size_check,
     )  # fmt: skip
     raise typer.Exit(code)
 
@@ -100,6 +103,7 @@ def run_suite_command(
     memory_limit: float | None = None,
     isolation: str = "process",
     threads: int | None = None,
+    size_check: bool = True,
 ) -> int:
     """Validate, preflight, expand, run; returns the exit code.
 
@@ -112,6 +116,7 @@ def run_suite_command(
     run = plan_run(
         suite_path, out, device=device_opt, only=only, resume=resume, jobs=jobs,
         memory_limit=memory_limit, isolation=isolation, threads=threads,
+        size_check=size_check,
     )  # fmt: skip
     suite, cells, todo, done, device = run.suite, run.cells, run.todo, run.done, run.device
     if dry_run:

@@ -55,9 +55,10 @@ def plan_run(
     memory_limit: float | None = None,
     isolation: str = "process",
     threads: int | None = None,
+    size_check: bool = True,
 ) -> PlannedRun:
     """Load, expand and preflight; :class:`~memcomp.errors.InputError` (exit 2) lists every
-    problem. Nothing is written."""
+    problem. Nothing is written. ``size_check=False``: run cells preflight estimates too big."""
     if threads is not None and threads < 1:
         raise InputError(f"--threads: must be >= 1 (got {threads})")
     load_plugins()
@@ -72,6 +73,7 @@ def plan_run(
     plan = preflight(
         suite, cells, device=device, out=out, resume=resume, jobs=jobs,
         isolation=isolation, memory_limit_mb=memory_limit, datasets=datasets,
+        size_check=size_check,
     )  # fmt: skip
     done: set[str] = set()
     if plan.resume_dir is not None:

@@ -22,6 +22,7 @@ import torch
 from memcomp.config import Problem, Suite, SuiteError
 from memcomp.config.cells import Cell
 from memcomp.config.feasible import infeasible
+from memcomp.config.size import host_memory_bytes, size_problems
 from memcomp.engine import DataCache, one_line
 from memcomp.measure.device import check_device
 from memcomp.results.resume import find_resume_dir, resume_problem
@@ -144,6 +145,16 @@ def check_cells(
             )
 
 
+def check_sizes(cells: Sequence[Cell], problems: _Problems, dev: torch.device) -> None:
+    """Cells that could not finish, or whose images alone exceed the memory (at the learner)."""
+    gpu = None
+    if dev.type == "cuda":
+        gpu = float(torch.cuda.get_device_properties(dev).total_memory)
+    found = size_problems(cells, host_memory_bytes(), gpu, f"the GPU {dev}")
+    for cell, msg in found:
+        problems.at(cell.where("learners"), msg)
+
+
 def preflight(
     suite: Suite,
     cells: Sequence[Cell],
@@ -156,10 +167,13 @@ def preflight(
     memory_limit_mb: float | None = None,
     check_data: bool = True,
     datasets: DataCache | None = None,
+    size_check: bool = True,
 ) -> Plan:
     """Check everything a run needs; raise :class:`SuiteError` listing every problem.
 
     Datasets are loaded into ``datasets`` (the caller's cache: an inline run reuses them).
+    ``size_check``: refuse cells whose estimated work or memory (:mod:`memcomp.config.size`)
+    cannot finish or fit on this machine and device.
     """
     p = _Problems(suite)
     isolation = str(getattr(isolation, "value", isolation))
@@ -193,6 +207,8 @@ def preflight(
         why = check_output(out, suite.name)
         if why:
             p.cli("--out", why)
+    if size_check and dev is not None:
+        check_sizes(cells, p, dev)
     # what the datasets and backbones declare, without loading: those cells are not loaded
     found = infeasible(cells)
     p.items.extend(suite.problem(loc, msg) for _, loc, msg in found)
