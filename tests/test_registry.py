@@ -71,7 +71,6 @@ def test_importing_the_config_layer_imports_no_torch() -> None:
     assert not _torch_after("import memcomp.config, memcomp.budgets")
 
 
-@pytest.mark.xfail(strict=False, reason="the registries still import torch (h-learn, h-data)")
 def test_validating_a_suite_imports_no_torch() -> None:
     code = (
         "from memcomp.config import suite_from_dict; suite_from_dict({'name': 'p', "
