@@ -359,6 +359,7 @@ def test_json_schema_structure() -> None:
         "learners",
         "parts",
         "budgets",
+        "executor",
     }
     mrml = variants(schema, props["learners"])[MRML]
     assert mrml["additionalProperties"] is False

@@ -24,7 +24,7 @@ def cells_of(name: str) -> list[Cell]:
 
 
 @pytest.mark.parametrize(
-    ("name", "count"), [("paper-accuracy", 96), ("paper-memory", 40), ("paper-wallclock", 24)]
+    ("name", "count"), [("paper-accuracy", 96), ("paper-memory", 72), ("paper-wallclock", 24)]
 )
 def test_paper_suites_validate(name: str, count: int) -> None:
     cells = cells_of(name)
@@ -100,6 +100,7 @@ def test_paper_memory_grid() -> None:
     cells = cells_of("paper-memory")
     grid = Counter((c.dataset.params["image_size"], family(c)) for c in cells)
     families = ["maml", "anil/once", "anil/per-step", "itd-bio", "mrml"]
+    families += ["maml-recompute", "f2sa", "sama", "r2d2"]  # the other memory families
     assert grid == {(size, f): len(KS) for size in (32, 84) for f in families}
     for size in (32, 84):
         for f in families:
@@ -189,14 +190,17 @@ def test_paper_memory_runs_every_cell() -> None:
     """Every paper-memory cell, shrunk: maml, anil per-step and itd-bio grow with K (linearly),
     mrml and anil once stay flat, at both of the paper's shapes."""
     peak = run_shrunk(cells_of("paper-memory"))
-    assert len(peak) == 40
+    assert len(peak) == 72
     for hidden in (32, 64):
         for f in ("maml", "anil/per-step", "itd-bio"):
             p = [peak[hidden, f, k] for k in KS]
             steps = [b - a for a, b in zip(p, p[1:], strict=False)]
             assert min(steps) > 0, (hidden, f, p)
             assert max(steps) == pytest.approx(min(steps), rel=0.1), (hidden, f, p)
-        for f in ("mrml", "anil/once"):
+        for f in ("mrml", "anil/once", "f2sa", "sama", "r2d2"):
             p = [peak[hidden, f, k] for k in KS]
             assert max(p) == pytest.approx(min(p), rel=0.02), (hidden, f, p)
+        rec = [peak[hidden, "maml-recompute", k] for k in KS]  # segments 3, 4, 4, 5
+        assert rec[0] < rec[1] == pytest.approx(rec[2], rel=0.02) and rec[2] < rec[3]
+        assert rec[3] < peak[hidden, "maml", 10]
         assert peak[hidden, "mrml", 20] < peak[hidden, "maml", 5]

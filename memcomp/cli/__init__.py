@@ -6,7 +6,15 @@ commands on it. Entry points: the ``memcomp`` console script and ``python -m mem
 
 from __future__ import annotations
 
-from memcomp.cli import check, data, report, run, suite  # noqa: F401  (register the commands)
+from memcomp.cli import (  # noqa: F401  (importing them registers the commands)
+    check,
+    cluster,
+    data,
+    diagnose,
+    report,
+    run,
+    suite,
+)
 from memcomp.cli.app import app, console, err_console, handle_errors
 from memcomp.cli.common import short_label
 

@@ -14,6 +14,14 @@ class Isolation(str, Enum):
     inline = "inline"
 
 
+class ExecutorChoice(str, Enum):
+    """``--executor``: this machine, a Ray cluster, or SLURM (README "Many GPUs and clusters")."""
+
+    local = "local"
+    ray = "ray"
+    slurm = "slurm"
+
+
 class DeviceChoice(str, Enum):
     """``--device``: a specific GPU is chosen with ``CUDA_VISIBLE_DEVICES`` or the suite's
     ``device: cuda:N``."""

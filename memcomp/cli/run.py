@@ -19,7 +19,7 @@ from rich.progress import (
 
 from memcomp.cli.app import app, console, handle_errors
 from memcomp.cli.common import cells_table
-from memcomp.cli.options import DeviceChoice, Isolation
+from memcomp.cli.options import DeviceChoice, ExecutorChoice, Isolation
 from memcomp.cli.progress import RichProgress, summary_table
 
 EXIT_INTERRUPTED = 130
@@ -57,6 +57,31 @@ def run(
         min=1,
         help="Torch CPU threads per cell (default: torch's, or the cores shared among --jobs).",
     ),
+    executor: ExecutorChoice = typer.Option(
+        None, "--executor", help="Where cells run (default: the suite's executor.kind, local)."
+    ),
+    gpus: str = typer.Option(
+        None, "--gpus", help="local: GPUs for one cell each at a time, e.g. 0,1,2,3 (default all)."
+    ),
+    cells_per_gpu: int = typer.Option(
+        None, "--cells-per-gpu", min=1, help="local: cells sharing one GPU (rows say so)."
+    ),
+    ray_address: str = typer.Option(
+        None, "--ray-address", help="ray: cluster address host:port, or auto."
+    ),
+    ray_max_retries: int = typer.Option(
+        None, "--ray-max-retries", min=0, help="ray: re-runs of a cell whose node died."
+    ),
+    slurm_partition: str = typer.Option(None, "--slurm-partition", help="slurm: partition."),
+    slurm_time: int = typer.Option(
+        None, "--slurm-time", min=1, help="slurm: time limit per cell, minutes."
+    ),
+    slurm_array_parallelism: int = typer.Option(
+        None, "--slurm-array-parallelism", min=1, help="slurm: cells of an array running at once."
+    ),
+    wait: bool = typer.Option(
+        None, "--wait/--no-wait", help="slurm: wait for the jobs (no-wait: `memcomp status` later)."
+    ),
     no_size_check: bool = typer.Option(
         False, "--no-size-check", help="Run cells estimated too big to finish or fit."
     ),
@@ -76,11 +101,24 @@ def run(
       memcomp run suites/quickstart.yaml --resume results/quickstart/20261127-101500
 
       memcomp run suites/paper-memory.yaml --jobs 2 --memory-limit 8000
+
+      memcomp run suites/paper-accuracy.yaml --device cuda --gpus 0,1,2,3
+
+      memcomp run suites/paper-accuracy.yaml --device cuda --executor ray --ray-address auto
+
+      memcomp run suites/paper-accuracy.yaml --device cuda --executor slurm --no-wait
     """
+    where = {
+        "kind": executor.value if executor else None, "gpus": gpus,
+        "cells_per_gpu": cells_per_gpu, "ray.address": ray_address,
+        "ray.max_retries": ray_max_retries, "slurm.partition": slurm_partition,
+        "slurm.time_min": slurm_time, "slurm.array_parallelism": slurm_array_parallelism,
+        "slurm.wait": wait,
+    }  # fmt: skip
     code = run_suite_command(
         suite, out, device.value if device else None, only, dry_run, console,
         resume=resume, jobs=jobs, memory_limit=memory_limit, isolation=isolation.value,
-        threads=threads, size_check=not no_size_check,
+        threads=threads, executor=where, size_check=not no_size_check,
     )  # fmt: skip
     raise typer.Exit(code)
 
@@ -103,6 +141,7 @@ def run_suite_command(
     memory_limit: float | None = None,
     isolation: str = "process",
     threads: int | None = None,
+    executor: dict | None = None,
     size_check: bool = True,
 ) -> int:
     """Validate, preflight, expand, run; returns the exit code.
@@ -115,7 +154,7 @@ def run_suite_command(
 
     run = plan_run(
         suite_path, out, device=device_opt, only=only, resume=resume, jobs=jobs,
-        memory_limit=memory_limit, isolation=isolation, threads=threads,
+        memory_limit=memory_limit, isolation=isolation, threads=threads, executor=executor,
         size_check=size_check,
     )  # fmt: skip
     suite, cells, todo, done, device = run.suite, run.cells, run.todo, run.done, run.device
@@ -145,6 +184,10 @@ def run_suite_command(
                   f"({isolation}) -> {results.path}")  # fmt: skip
     extra = [f"--device={device_opt}"] if device_opt else []
     extra += [f"--only={only}"] if only else []
+    where = run.options.executor
+    if where is not None and where.kind != "local":
+        extra += [f"--executor={where.kind}"]
+        extra += [f"--ray-address={where.ray.address}"] if where.kind == "ray" else []
     how = resume_command(suite_path, results.path, extra)
     try:
         with Progress(
@@ -173,7 +216,15 @@ def run_suite_command(
             highlight=False,
         )
         return EXIT_INTERRUPTED
+    if where is not None and where.kind == "slurm" and not where.slurm.wait:
+        console.print(f"submitted {len(todo)} cells as SLURM jobs; they write into {results.path}"
+                      f"\nfollow with: memcomp status {results.path}", highlight=False)  # fmt: skip
+        return 0
     console.print(summary_table(outcomes))
+    if where is not None and where.kind != "local" and outcomes:
+        from memcomp.exec.remote import node_summary
+
+        console.print(node_summary([o.row for o in outcomes]), highlight=False)
     failed = [o for o in outcomes if not o.ok]
     console.print(f"results: {results.path}")
     console.print(f"next: memcomp report {results.path}")

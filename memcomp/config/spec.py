@@ -74,6 +74,7 @@ def suite_models() -> tuple[type[BaseModel], type[BaseModel]]:
             **_axes(part=False),
             parts=(Annotated[list[part], Field(min_length=1)], None),  # type: ignore[valid-type]
             budgets=(list[dict[str, Any]] | None, Field(None, description="see memcomp check")),
+            executor=(dict[str, Any] | None, Field(None, description="where cells run (README)")),
         )
         _cache[key] = suite, part
     return _cache[key]

@@ -81,6 +81,7 @@ class Suite:
     test: TestConfig
     learners: list[dict[str, Any]]
     budgets: list[dict[str, Any]] | None = None
+    executor: dict[str, Any] | None = None  # checked by memcomp.exec.executor_options
     source_path: Path | None = None
     source_text: str = ""
     lines: LineMap = field(default_factory=dict, repr=False, compare=False)
@@ -197,6 +198,7 @@ def _suite(top: Any, parts: list[SuitePart], src: Source, cells: list[Cell]) -> 
         test=top.test,
         learners=_distinct(raw_learners) if top.parts else raw_learners,
         budgets=top.budgets,
+        executor=top.executor,
         source_path=src.path,
         source_text=src.text,
         lines=src.lines,

@@ -17,16 +17,17 @@ from memcomp.engine.evaluation import AccuracyStats, evaluate
 from memcomp.engine.row import TEST_SEED, VAL_SEED
 from memcomp.engine.setup import CellSetup, make_optimizer
 from memcomp.learners import Learner
+from memcomp.learners.convergence import divergence_reason
 from memcomp.measure.memory import MemoryMeter, MemoryResult
 from memcomp.measure.phases import phase
 from memcomp.measure.timing import StepTimer, sync
 
 
 class DivergedError(RuntimeError):
-    """The meta-loss or meta-gradient became NaN or infinite."""
+    """The meta-loss or meta-gradient became NaN or infinite, or CG diverged (``reason``)."""
 
-    def __init__(self, iteration: int) -> None:
-        super().__init__(f"loss or gradient not finite at iteration {iteration}")
+    def __init__(self, iteration: int, reason: str = "loss or gradient not finite") -> None:
+        super().__init__(f"{reason} at iteration {iteration}")
         self.iteration = iteration
 
 
@@ -98,6 +99,7 @@ def train_and_test(
     gen = torch.Generator().manual_seed(cell.seed)
     timer = StepTimer(dev, warmup=1)
     residuals: list[torch.Tensor] = []
+    lower_norm: float | None = None  # of the last meta-iteration
     train_seconds = 0.0
     best = -math.inf
     every = tr.checkpoint_every if checkpoint is not None else None
@@ -123,8 +125,13 @@ def train_and_test(
         timer.stop()
         if not _finite(stats, learner):
             raise DivergedError(it)
+        reason = divergence_reason(stats)
+        if reason is not None:
+            raise DivergedError(it, reason)
         if stats.cg_residual is not None:
             residuals.append(stats.cg_residual.detach().reshape(()))
+        if getattr(stats, "lower_grad_norm", None) is not None:
+            lower_norm = float(stats.lower_grad_norm)
         sync(dev)
         train_seconds += time.perf_counter() - t0
         val_acc = None
@@ -154,4 +161,5 @@ def train_and_test(
         best_val_acc=best, final_val_acc=out.curve[-1]["val_acc"] if out.curve else None,
         sec_per_iter=timer.median, train_seconds=train_seconds,
         cg_residual=float(residuals[-1]) if residuals else None,
+        lower_grad_norm=lower_norm,
     )  # fmt: skip

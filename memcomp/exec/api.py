@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -55,10 +56,14 @@ def plan_run(
     memory_limit: float | None = None,
     isolation: str = "process",
     threads: int | None = None,
+    executor: dict[str, Any] | None = None,
     size_check: bool = True,
 ) -> PlannedRun:
     """Load, expand and preflight; :class:`~memcomp.errors.InputError` (exit 2) lists every
-    problem. Nothing is written. ``size_check=False``: run cells preflight estimates too big."""
+    problem. Nothing is written. ``executor``: command-line overrides of the suite's
+    ``executor:`` section (dotted keys, e.g. ``{"kind": "ray", "ray.address": "auto"}``).
+    ``size_check=False``: run cells preflight estimates too big (on a cluster, whose machines
+    this one does not know, only the work bound applies)."""
     if threads is not None and threads < 1:
         raise InputError(f"--threads: must be >= 1 (got {threads})")
     load_plugins()
@@ -69,22 +74,30 @@ def plan_run(
         cells = filter_cells(cells, only)
         if not cells:
             raise InputError(f"--only {only!r} matches no cell of {suite_path}")
+    from memcomp.exec.executor_options import plan_executor
+    from memcomp.exec.gpus import local_gpu_slots
+
+    overrides = executor or {}
+    where, cluster_device = plan_executor(suite, overrides, device)
     datasets = DataCache()  # preflight loads into it; inline cells reuse it
     plan = preflight(
-        suite, cells, device=device, out=out, resume=resume, jobs=jobs,
-        isolation=isolation, memory_limit_mb=memory_limit, datasets=datasets,
-        size_check=size_check,
+        suite, cells, device="cpu" if cluster_device else device, out=out, resume=resume,
+        jobs=jobs, isolation=isolation, memory_limit_mb=memory_limit, datasets=datasets,
+        size_check=size_check, size_memory=not cluster_device,
     )  # fmt: skip
+    run_device = cluster_device or plan.device
+    explicit = overrides.get("gpus") is not None or "gpus" in (suite.executor or {})
+    slots = local_gpu_slots(where, run_device, isolation, jobs, explicit)
     done: set[str] = set()
     if plan.resume_dir is not None:
         done = completed_ids(ResultsDir(plan.resume_dir)) & {c.id for c in cells}
     options = RunOptions(
         isolation=isolation, jobs=jobs, memory_limit_mb=memory_limit, threads=threads,
-        datasets=datasets if isolation == "inline" else None,
+        datasets=datasets if isolation == "inline" else None, executor=where, gpu_slots=slots,
     )  # fmt: skip
     todo = [c for c in cells if c.id not in done]
     return PlannedRun(
-        suite, all_cells, cells, todo, done, plan.device, options, out, plan.resume_dir
+        suite, all_cells, cells, todo, done, run_device, options, out, plan.resume_dir
     )
 
 

@@ -145,12 +145,15 @@ def check_cells(
             )
 
 
-def check_sizes(cells: Sequence[Cell], problems: _Problems, dev: torch.device) -> None:
-    """Cells that could not finish, or whose images alone exceed the memory (at the learner)."""
-    gpu = None
-    if dev.type == "cuda":
-        gpu = float(torch.cuda.get_device_properties(dev).total_memory)
-    found = size_problems(cells, host_memory_bytes(), gpu, f"the GPU {dev}")
+def check_sizes(cells: Sequence[Cell], problems: _Problems, dev: torch.device | None) -> None:
+    """Cells that could not finish, or whose images alone exceed the memory of this machine and
+    ``dev`` (None: the work only), reported at the learner."""
+    host = gpu = None
+    if dev is not None:
+        host = host_memory_bytes()
+        if dev.type == "cuda":
+            gpu = float(torch.cuda.get_device_properties(dev).total_memory)
+    found = size_problems(cells, host, gpu, f"the GPU {dev}")
     for cell, msg in found:
         problems.at(cell.where("learners"), msg)
 
@@ -168,12 +171,13 @@ def preflight(
     check_data: bool = True,
     datasets: DataCache | None = None,
     size_check: bool = True,
+    size_memory: bool = True,
 ) -> Plan:
     """Check everything a run needs; raise :class:`SuiteError` listing every problem.
 
     Datasets are loaded into ``datasets`` (the caller's cache: an inline run reuses them).
     ``size_check``: refuse cells whose estimated work or memory (:mod:`memcomp.config.size`)
-    cannot finish or fit on this machine and device.
+    cannot finish or fit on this machine and device (``size_memory=False``: the work only).
     """
     p = _Problems(suite)
     isolation = str(getattr(isolation, "value", isolation))
@@ -208,7 +212,7 @@ def preflight(
         if why:
             p.cli("--out", why)
     if size_check and dev is not None:
-        check_sizes(cells, p, dev)
+        check_sizes(cells, p, dev if size_memory else None)
     # what the datasets and backbones declare, without loading: those cells are not loaded
     found = infeasible(cells)
     p.items.extend(suite.problem(loc, msg) for _, loc, msg in found)

@@ -60,15 +60,17 @@ def start_child(
     cell: Cell,
     request: dict[str, Any],
     events: Queue[tuple[int, str, Any]],
+    env: dict[str, str] | None = None,
 ) -> ChildCell:
     """Start a child for ``cell``; its messages arrive on ``events`` as ``(index, kind, data)``
-    with kind ``msg`` (a decoded JSON line) and finally ``eof``."""
+    with kind ``msg`` (a decoded JSON line) and finally ``eof``. ``env`` is added to the child's
+    environment (e.g. ``CUDA_VISIBLE_DEVICES``)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "memcomp.exec.child"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=child_env(),
+        env={**child_env(), **(env or {})},
     )
     child = ChildCell(index, cell, proc)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
@@ -151,13 +153,18 @@ def run_processes(
         "plugins": plugin_names(),
         "threads": opts.cell_threads(),
     }
+    slots, gpu_of = opts.gpu_slots, {}
     try:
         while pending or running:
-            while pending and len(running) < max(1, opts.jobs):
+            while pending and len(running) < opts.slots():
                 i = pending.pop()
                 ckpt = checkpoint_path(results, cells[i])
                 request = {**base, "checkpoint": str(ckpt) if ckpt else None}
-                running[i] = start_child(i, cells[i], request, events)
+                env = None
+                if slots is not None:  # pinned: the child sees only its GPU
+                    gpu_of[i] = slots.acquire()
+                    env = slots.env(gpu_of[i])
+                running[i] = start_child(i, cells[i], request, events, env)
             try:
                 i, kind, data = events.get(timeout=1.0)
             except Empty:
@@ -170,7 +177,11 @@ def run_processes(
                 continue
             code = finish_child(child)
             del running[i]
-            record(i, _child_outcome(child, code, device), child.stderr_text())
+            outcome = _child_outcome(child, code, device)
+            if slots is not None:
+                slots.release(gpu_of[i])
+                outcome.row.update(slots.columns(gpu_of.pop(i)))
+            record(i, outcome, child.stderr_text())
     except BaseException:
         stop_children(list(running.values()))
         raise

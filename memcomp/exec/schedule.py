@@ -29,9 +29,9 @@ from memcomp.exec.options import (
     RunOptions,
     SuiteProgress,
     checkpoint_path,
+    save_outcome,
 )
 from memcomp.exec.processes import run_processes
-from memcomp.fsutil import atomic_write_text
 from memcomp.results.store import ResultsDir
 
 __all__ = [
@@ -77,7 +77,7 @@ def run_cells(
     done: dict[int, CellOutcome] = {}
 
     def record(index: int, outcome: CellOutcome, log: str = "") -> None:
-        _save(results, cells[index], outcome, log)
+        save_outcome(results, cells[index], outcome, log)
         done[index] = outcome
         if progress:
             progress.cell_done(outcome)
@@ -86,7 +86,16 @@ def run_cells(
 
     with sigterm_as_interrupt():
         try:
-            if opts.isolation == "inline":
+            kind = opts.executor.kind if opts.executor is not None else "local"
+            if kind == "ray":
+                from memcomp.exec.ray_executor import run_ray_cells
+
+                run_ray_cells(cells, device, progress, opts, results, record)
+            elif kind == "slurm":
+                from memcomp.exec.slurm_executor import run_slurm_cells
+
+                run_slurm_cells(cells, device, progress, opts, results, record)
+            elif opts.isolation == "inline":
                 run_inline(cells, device, progress, opts, results, record)
             else:
                 run_processes(cells, device, progress, opts, results, record)
@@ -107,16 +116,6 @@ def _split(
 ) -> tuple[list[CellOutcome], list[Cell]]:
     """Outcomes of the finished cells (in cell order) and the cells not finished."""
     return [done[i] for i in sorted(done)], [c for i, c in enumerate(cells) if i not in done]
-
-
-def _save(results: ResultsDir, cell: Cell, outcome: CellOutcome, log: str) -> None:
-    """Write a finished cell; keep a failed cell's stderr as ``logs/<id>.log``."""
-    results.append(outcome.row, outcome.curve, outcome.episodes)
-    if log.strip() and not outcome.ok:
-        atomic_write_text(results.path / "logs" / f"{cell.id}.log", log)
-    ckpt = checkpoint_path(results, cell)
-    if ckpt is not None and outcome.ok:
-        ckpt.unlink(missing_ok=True)
 
 
 def is_disk_full(e: BaseException) -> bool:

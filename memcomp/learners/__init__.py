@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from memcomp.learners.family_params import F2saParams, R2d2Params, RecomputeParams, SamaParams
 from memcomp.learners.params import (
     AnilParams,
     ImamlParams,
@@ -41,6 +42,15 @@ for _name, _summary, _params, _target in [
      MamlParams, "maml:Maml"),
     ("mrml", "Algorithm 1: implicit hypergradient, K head steps + N CG steps, no graph through "
      "either", MrmlParams, "mrml:Mrml"),
+    ("maml-recompute", "MAML with gradient checkpointing through the inner loop: maml's "
+     "meta-gradient, ~sqrt(K) inner-step graphs in memory", RecomputeParams,
+     "recompute:MamlRecompute"),
+    ("f2sa", "F2SA/F2BA: fully first-order hypergradient from two head problems (min g, "
+     "min g + f/lam)", F2saParams, "f2sa:F2sa"),
+    ("sama", "SAMA: implicit hypergradient, identity base Jacobian, mixed term by central "
+     "finite differences of first-order gradients", SamaParams, "sama:Sama"),
+    ("r2d2", "R2D2: ridge-regression head solved per task in closed form (Woodbury), "
+     "differentiated through the solve", R2d2Params, "r2d2:R2d2"),
 ]:  # fmt: skip
     LEARNERS.register_lazy(_name, _summary, _params, f"memcomp.learners.{_target}")
 

@@ -40,6 +40,8 @@ class StepStats:
 
     loss: Tensor
     cg_residual: Tensor | None = None
+    lower_grad_norm: Tensor | None = None  # ||dg/dphi|| at the last inner step (mean)
+    cg_curvature: Tensor | None = None  # smallest CG curvature ratio of any task (CGResult)
 
 
 @dataclass
@@ -69,6 +71,8 @@ class ChunkOut:
     objective: Tensor | None = None
     meta_grad: Tensor | None = None
     cg_residual: Tensor | None = None
+    lower_grad_norm: Tensor | None = None
+    cg_curvature: Tensor | None = None
 
 
 def same_shapes(tasks: Sequence[Task]) -> bool:
@@ -110,7 +114,7 @@ def run_chunks(learner: Learner, tasks: Sequence[Task]) -> StepStats:
     if not tasks:
         raise ValueError("meta_backward needs at least one task")
     n = len(tasks)
-    losses, residuals = [], []
+    losses, residuals, norms, curvatures = [], [], [], []
     total: Tensor | None = None
     with torch.enable_grad():
         for chunk in plan_chunks(learner, tasks):
@@ -126,11 +130,22 @@ def run_chunks(learner: Learner, tasks: Sequence[Task]) -> StepStats:
             losses.append(out.loss.detach().reshape(-1))
             if out.cg_residual is not None:
                 residuals.append(out.cg_residual.reshape(-1))
+            if out.lower_grad_norm is not None:
+                norms.append(out.lower_grad_norm.reshape(-1))
+            if out.cg_curvature is not None:
+                curvatures.append(out.cg_curvature.reshape(-1))
     if total is not None:
         with phase("hypergrad"):
             accumulate_flat(learner.meta_parameters(), total / n)
     residual = torch.cat(residuals).mean() if residuals else None
-    return StepStats(loss=torch.cat(losses).mean(), cg_residual=residual)
+    norm = torch.cat(norms).mean() if norms else None
+    curvature = torch.cat(curvatures).min() if curvatures else None
+    return StepStats(
+        loss=torch.cat(losses).mean(),
+        cg_residual=residual,
+        lower_grad_norm=norm,
+        cg_curvature=curvature,
+    )
 
 
 def accumulate_flat(params: Sequence[Tensor], flat_grad: Tensor) -> None:

@@ -42,11 +42,18 @@ from memcomp.types import Task
 
 
 def proximal_descent(
-    loss_fn: LossFn, theta: Sequence[Tensor], lam: float, steps: int, lr: float
+    loss_fn: LossFn,
+    theta: Sequence[Tensor],
+    lam: float,
+    steps: int,
+    lr: float,
+    last_norm: list[Tensor] | None = None,
+    batched: bool = False,
 ) -> list[Tensor]:
     """``steps`` gradient steps on ``loss_fn(phi) + (lam/2)||phi - theta||^2`` from ``theta``.
 
-    No graph is kept: the result is detached from ``theta``.
+    No graph is kept: the result is detached from ``theta``. ``last_norm`` (a list) receives the
+    norm of the last step's gradient of the proximal objective (per task (B,) if ``batched``).
     """
     anchor = [t.detach() for t in theta]
     phi = anchor
@@ -54,9 +61,11 @@ def proximal_descent(
         leaves = [p.detach().requires_grad_() for p in phi]
         grads = torch.autograd.grad(loss_fn(leaves), leaves)
         with torch.no_grad():
-            phi = [
-                p - lr * (g + lam * (p - a)) for p, g, a in zip(leaves, grads, anchor, strict=True)
-            ]
+            full = [g + lam * (p - a) for p, g, a in zip(leaves, grads, anchor, strict=True)]
+            phi = [p - lr * d for p, d in zip(leaves, full, strict=True)]
+    if last_norm is not None and steps:
+        flat = batch_flatten(full) if batched else flatten(full)
+        last_norm.append(flat.norm(dim=-1))
     return [p.detach() for p in phi]
 
 
@@ -97,24 +106,30 @@ class Imaml(Learner):
         own_losses = cls.support_loss is Imaml.support_loss and cls.query_loss is Imaml.query_loss
         return own_losses and super().batchable(tasks)
 
-    def inner(self, chunk: Chunk) -> tuple[LossFn, list[Tensor]]:
-        """The support loss (summed over the chunk's tasks) and its proximal minimiser ``phi``."""
+    def inner(self, chunk: Chunk) -> tuple[LossFn, list[Tensor], list[Tensor]]:
+        """The support loss (summed over the chunk's tasks), its proximal minimiser ``phi`` and
+        the last inner step's gradient norm (empty list when K = 0)."""
         p = self.params
         names, theta = self._names_and_params()
+        norm: list[Tensor] = []
         if not chunk.batched:
             support = self._support_fn(names, chunk.tasks[0])
-            return support, proximal_descent(support, theta, p.lam, p.inner_steps, p.inner_lr)
+            phi = proximal_descent(support, theta, p.lam, p.inner_steps, p.inner_lr, norm)
+            return support, phi, norm
         b, xs, ys = len(chunk.tasks), chunk.stack("xs"), chunk.stack("ys")
 
         def support_sum(ps: list[Tensor]) -> Tensor:
             return vmapped_losses(self, dict(zip(names, ps, strict=True)), xs, ys).sum()
 
         stacked = [t.detach().unsqueeze(0).expand(b, *t.shape) for t in theta]
-        return support_sum, proximal_descent(support_sum, stacked, p.lam, p.inner_steps, p.inner_lr)
+        phi = proximal_descent(
+            support_sum, stacked, p.lam, p.inner_steps, p.inner_lr, norm, batched=True
+        )
+        return support_sum, phi, norm
 
-    def hypergrad(self, chunk: Chunk, state: tuple[LossFn, list[Tensor]]) -> ChunkOut:
+    def hypergrad(self, chunk: Chunk, state: tuple[LossFn, list[Tensor], list[Tensor]]) -> ChunkOut:
         """Query gradient at ``phi`` and CG on ``((1 + damping) I + H/lam) x = g``."""
-        p, (support, phi) = self.params, state
+        p, (support, phi, norm) = self.params, state
         names, _ = self._names_and_params()
         leaves = [x.requires_grad_() for x in phi]
         weights = dict(zip(names, leaves, strict=True))
@@ -134,9 +149,16 @@ class Imaml(Learner):
             damping=p.damping,
             solver=self.solver,
             batched=chunk.batched,
+            mode=p.hvp,
         )
         meta_grad = sol.x.sum(0) if chunk.batched else sol.x
-        return ChunkOut(loss=loss.detach(), meta_grad=meta_grad, cg_residual=sol.residual)
+        return ChunkOut(
+            loss=loss.detach(),
+            meta_grad=meta_grad,
+            cg_residual=sol.residual,
+            lower_grad_norm=norm[0] if norm else None,
+            cg_curvature=sol.curvature,
+        )
 
     def adapt_predict(self, task: Task) -> Tensor:
         names, theta = self._names_and_params()

@@ -85,7 +85,7 @@ class Mrml(Learner):
         """Step 2: CG on ``d2g/dphi2 v = df/dphi`` at ``(W, b)`` (flat ``v``, see ``head``)."""
         p = self.params
         with torch.no_grad():
-            matvec = head_matvec(zs, w, b, p.l2, self.ways)
+            matvec = head_matvec(zs, w, b, p.l2, self.ways, mode=p.hvp)
             rhs = head.flatten(*head.grad(zq, yq, w, b))
             return self.solver(matvec, rhs, x0=v0, iters=p.cg_steps, tol=p.cg_tol)
 
@@ -126,10 +126,12 @@ class Mrml(Learner):
         if chunk.batched:
             ys, yq = chunk.stack("ys"), chunk.stack("yq")
             res = self.solve(zs.detach(), zq.detach(), yq, w, b, v0)
+            norm = head.sq_norm(*head.grad(zs.detach(), ys, w, b, self.params.l2)).sqrt()
         else:
             task = chunk.tasks[0]
             ys, yq = task.ys, task.yq
             res = self.solve(zs, zq, yq, w, b, v0)
+            norm = head.sq_norm(*head.grad(zs, ys, w, b, self.params.l2)).sqrt()
             del zs, zq
             zs, zq = self.backbone(task.xs), self.backbone(task.xq)
         vw, vb = head.unflatten(res.x, self.ways)
@@ -141,7 +143,13 @@ class Mrml(Learner):
         else:
             objective = f - (gw * vw).sum() - (gb * vb).sum()
         self._remember(chunk, w, b, res)
-        return ChunkOut(loss=f.detach(), objective=objective, cg_residual=res.residual)
+        return ChunkOut(
+            loss=f.detach(),
+            objective=objective,
+            cg_residual=res.residual,
+            lower_grad_norm=norm,
+            cg_curvature=res.curvature,
+        )
 
     def _remember(self, chunk: Chunk, w: Tensor, b: Tensor, res: CGResult) -> None:
         """Warm-start state and CG iteration counts of the chunk's batch slots."""

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from memcomp.registry import MAX_STEPS, Params
 
 Execution = Literal["sequential", "batched"]
+HvpMode = Literal["reverse", "forward"]
+HVP_DESCRIPTION = (
+    "Hessian-vector products by double backward (reverse) or torch.func.jvp over grad "
+    "(forward); same values"
+)
 FeatureMode = Literal["once", "per-step"]
 
 
@@ -101,6 +106,16 @@ class ImamlParams(ExecutionParams):
         description="solve ((1 + damping) I + H/lam) x = g: keeps CG stable when H is indefinite "
         "(the iMAML reference code uses cg_damping 1.0); 0 = the exact iMAML system",
     )
+    hvp: HvpMode = Field("reverse", description=HVP_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _stable_proximal_steps(self) -> ImamlParams:
+        if self.inner_lr * self.lam >= 2:
+            raise ValueError(
+                f"inner_lr * lam = {self.inner_lr * self.lam:g} >= 2: the proximal steps diverge "
+                "(each step multiplies phi - theta by 1 - inner_lr * lam); lower inner_lr or lam"
+            )
+        return self
 
 
 class MrmlParams(ExecutionParams):
@@ -129,3 +144,4 @@ class MrmlParams(ExecutionParams):
         description="start each batch slot's head and CG solution from the previous "
         "meta-iteration's (paper pseudo-code); False: fixed head init and v = 0 (paper code)",
     )
+    hvp: HvpMode = Field("reverse", description=HVP_DESCRIPTION)

@@ -19,11 +19,16 @@ MatVec = Callable[[Tensor], Tensor]
 
 @dataclass
 class CGResult:
-    """Solution ``x``, iterations run, and relative residual ||A x - b|| / ||b|| per system."""
+    """Solution ``x``, iterations run, relative residual ||A x - b|| / ||b|| per system, and
+    ``curvature`` per system: the smallest Rayleigh quotient ``p'Ap / p'p`` CG met divided by the
+    largest, over the iterations whose residual is above rounding (1 without iterations; <= 0:
+    ``A`` is not positive definite along a search
+    direction; tiny: CG's curvature collapsed, as with a singular system)."""
 
     x: Tensor
     iterations: int
     residual: Tensor
+    curvature: Tensor | None = None
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -52,12 +57,20 @@ def conjugate_gradient(
     p = r.clone()
     rr = _dot(r, r)
     bnorm = b.norm(dim=-1, keepdim=True)
+    qmin, qmax = torch.full_like(rr, torch.inf), torch.full_like(rr, -torch.inf)
     done = 0
     for _ in range(iters):
         if tol is not None and bool((rr.sqrt() <= tol * bnorm).all()):
             break
         ap = matvec(p)
-        alpha = _safe_div(rr, _dot(p, ap))
+        pap = _dot(p, ap)
+        # Rayleigh quotient of the search direction, while the residual is above rounding
+        # (a converged system's tiny p would underflow p'Ap in float32)
+        q = _safe_div(pap, _dot(p, p))
+        live = rr.sqrt() > 10 * torch.finfo(b.dtype).eps * bnorm
+        qmin = torch.where(live, torch.minimum(qmin, q), qmin)
+        qmax = torch.where(live, torch.maximum(qmax, q), qmax)
+        alpha = _safe_div(rr, pap)
         x = x + alpha * p
         r = r - alpha * ap
         rr_new = _dot(r, r)
@@ -65,4 +78,9 @@ def conjugate_gradient(
         rr = rr_new
         done += 1
     residual = (matvec(x) - b).norm(dim=-1) / bnorm.squeeze(-1).clamp_min(torch.finfo(b.dtype).tiny)
-    return CGResult(x, done, residual)
+    curvature = torch.where(
+        qmax > 0,
+        qmin / qmax.clamp_min(torch.finfo(b.dtype).tiny),
+        torch.where(qmax > -torch.inf, -1.0, 1.0),
+    )
+    return CGResult(x, done, residual, curvature.squeeze(-1))

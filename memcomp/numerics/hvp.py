@@ -8,6 +8,9 @@ A builder returns a ``matvec`` (``v -> A v``) for a linear solver such as
   loss, by double backward through one retained gradient graph (iMAML);
 * :func:`head_matvec`: the Hessian of a linear softmax head's regularised support loss in closed
   form (:func:`memcomp.numerics.head.hvp`, no graph at all; Algorithm 1 / mrml).
+
+Both take ``mode``: ``"reverse"`` (above, the default) or ``"forward"``, forward-over-reverse
+products (``torch.func.jvp`` over ``torch.func.grad``, :mod:`memcomp.numerics.forward_hvp`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from torch import Tensor
 
 from memcomp.numerics import head
 from memcomp.numerics.cg import CGResult, MatVec, conjugate_gradient
+from memcomp.numerics.forward_hvp import HvpMode, forward_hvp, head_forward_hvp
 
 LossFn = Callable[[list[Tensor]], Tensor]
 Solver = Callable[..., CGResult]  # (matvec, b, *, x0, iters, tol) -> CGResult
@@ -52,6 +56,7 @@ def proximal_matvec(
     lam: float,
     damping: float = 0.0,
     batched: bool = False,
+    mode: HvpMode = "reverse",
 ) -> MatVec:
     """``v -> (1 + damping) v + H v / lam``, ``H`` the Hessian of ``loss_fn`` at ``phi``.
 
@@ -60,6 +65,9 @@ def proximal_matvec(
     (B, ...) whose ``loss_fn`` is the SUM of the tasks' losses (so ``H`` is block diagonal).
     """
     to_flat, from_flat = (batch_flatten, batch_unflatten) if batched else (flatten, unflatten)
+    if mode == "forward":
+        hvp = forward_hvp(loss_fn, phi)
+        return lambda v: (1.0 + damping) * v + to_flat(hvp(from_flat(v, phi))) / lam
     leaves = [p.detach().requires_grad_() for p in phi]
     grads = torch.autograd.grad(loss_fn(leaves), leaves, create_graph=True)
     live = [i for i, gi in enumerate(grads) if gi.requires_grad]
@@ -92,18 +100,27 @@ def implicit_solve(
     damping: float = 0.0,
     solver: Solver = conjugate_gradient,
     batched: bool = False,
+    mode: HvpMode = "reverse",
 ) -> CGResult:
     """Solve ``((1 + damping) I + H/lam) x = g`` with ``solver``, ``H`` the Hessian of ``loss_fn``
     at ``phi``; ``g`` is flat (numel of all ``phi``). With ``batched``: B independent tasks at
     once, ``phi`` per-task tensors (B, ...), ``loss_fn`` the SUM of the tasks' losses, ``g`` (B, q),
     the solver batched over the B systems."""
-    matvec = proximal_matvec(loss_fn, phi, lam, damping, batched=batched)
+    matvec = proximal_matvec(loss_fn, phi, lam, damping, batched=batched, mode=mode)
     return solver(matvec, g, x0=x0, iters=iters, tol=tol)
 
 
-def head_matvec(zs: Tensor, w: Tensor, b: Tensor, l2: float, ways: int) -> MatVec:
+def head_matvec(
+    zs: Tensor, w: Tensor, b: Tensor, l2: float, ways: int, mode: HvpMode = "reverse"
+) -> MatVec:
     """``v -> H v`` for the head's support objective at ``(W, b)``, ``v`` in the flat layout of
     :func:`memcomp.numerics.head.flatten` (batched over a leading task dimension if ``zs`` is)."""
+    if mode == "forward":
+
+        def forward(x: Tensor) -> Tensor:
+            return head.flatten(*head_forward_hvp(zs, w, b, *head.unflatten(x, ways), l2))
+
+        return forward
     probs = head.probs(zs, w, b)
 
     def matvec(x: Tensor) -> Tensor:

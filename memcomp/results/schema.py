@@ -41,7 +41,7 @@ MEASURE_COLUMNS: dict[str, str] = {
     "final_val_acc": "float", "peak_mem_mb": "float", "mem_baseline_mb": "float",
     "mem_reserved_mb": "float", "mem_source": "str", "sec_per_iter": "float",
     "train_seconds": "float", "diverged_at": "int", "cg_residual": "float",
-    "resumed_from_iteration": "int",
+    "lower_grad_norm": "float", "resumed_from_iteration": "int",
 }  # fmt: skip
 PHASE_COLUMN = re.compile(r"^mem_[a-z0-9_]+_mb$")  # one per memory phase: mem_inner_mb, ...
 
@@ -51,8 +51,8 @@ RUN_COLUMNS = [
     "backbone", "learner", "seed", "test_acc", "test_ci95", "test_std", "test_episodes",
     "test_protocol", "best_val_acc", "final_val_acc", "peak_mem_mb", "mem_baseline_mb",
     "mem_reserved_mb", "mem_source", "sec_per_iter", "train_seconds", "iterations", "diverged_at",
-    "cg_residual", "meta_batch", "outer_lr", "optimizer", "dtype", "bn_mode", "device",
-    "device_name", "torch_version", "memcomp_version", "dataset_checksum", "protocol",
+    "cg_residual", "lower_grad_norm", "meta_batch", "outer_lr", "optimizer", "dtype", "bn_mode",
+    "device", "device_name", "torch_version", "memcomp_version", "dataset_checksum", "protocol",
     "finished_at",
 ]  # fmt: skip
 CURVE_COLUMNS = ["cell_id", "iteration", "train_seconds", "val_acc", "val_ci95"]

@@ -1,0 +1,219 @@
+"""Cells as Ray tasks on an existing Ray cluster (``memcomp run --executor ray``).
+
+Each cell is one task asking for one GPU (or ``cpus_per_cell`` CPUs for a CPU cell) that runs
+:func:`memcomp.exec.remote.run_cell_request` on whichever node Ray picks: a fresh child process,
+as locally. The row, curve, episodes and log come back to the driver, which writes the results
+folder exactly as a local run does, so no shared filesystem is needed. A task whose worker or node
+dies is submitted again (``max_retries`` times); each row records its ``attempts``, the
+``retry_reasons`` and the ``node`` it finished on. Ctrl-C cancels the tasks in flight.
+
+Code: memcomp (and any ``$MEMCOMP_PLUGINS`` module) must be importable on every node (installed
+there, or shipped with ``runtime_env``, e.g. ``{"py_modules": ["/path/to/plugin_pkg"]}``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from memcomp.exec.remote import failed_outcome, outcome_from_result
+
+
+@dataclass
+class RaySettings:
+    """Where and how cells run on Ray."""
+
+    address: str = "auto"
+    max_retries: int = 2
+    cpus_per_cell: float = 1.0
+    runtime_env: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "max_retries": self.max_retries,
+            "cpus_per_cell": self.cpus_per_cell,
+            "runtime_env": self.runtime_env,
+        }
+
+
+def ray_missing() -> str | None:
+    """Why Ray cannot be used here (None when it can)."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return "--executor ray needs Ray: pip install 'memcomp[cluster]' (or pip install ray)"
+    return None
+
+
+class _Board:
+    """A tiny actor on the driver's node: tasks post progress, the driver takes it."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, dict[str, Any]]] = []
+
+    def post(self, index: int, event: dict[str, Any]) -> None:
+        self.events.append((index, event))
+
+    def take(self) -> list[tuple[int, dict[str, Any]]]:
+        events, self.events = self.events, []
+        return events
+
+
+def _cell_task(index: int, request: dict[str, Any], board: Any) -> dict[str, Any]:
+    """Body of a Ray task: run the cell, reporting progress to the driver's board."""
+    import ray
+
+    from memcomp.exec.remote import run_cell_request
+
+    ctx = ray.get_runtime_context()
+    node = f"{ray.util.get_node_ip_address()}/{ctx.get_node_id()[:8]}"
+    board.post.remote(index, {"event": "node", "node": node})
+    result = run_cell_request(request, lambda ev: board.post.remote(index, ev))
+    result["node"] = node
+    return result
+
+
+def is_node_failure(error: BaseException) -> bool:
+    """Whether a Ray error means the task's worker or node was lost (worth running again)."""
+    import ray.exceptions as rex
+
+    if isinstance(error, rex.RayTaskError):  # the task's own code raised: running again won't help
+        return False
+    return isinstance(error, rex.RayError)
+
+
+def run_ray(
+    cells: Sequence[Any],
+    device: Any,
+    requests: Sequence[dict[str, Any]],
+    record: Callable[..., None],
+    settings: RaySettings,
+    progress: Any = None,
+) -> None:
+    """Run ``cells`` (child ``requests``, one per cell) as Ray tasks; ``record(i, outcome, log)``
+    is called in the driver as each finishes. Ctrl-C cancels what is in flight and re-raises."""
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(
+            address=settings.address, logging_level="ERROR", log_to_driver=False,
+            runtime_env=settings.runtime_env or None,
+        )  # fmt: skip
+    board = _new_board()
+    gpu = device.type == "cuda"
+    task = ray.remote(_cell_task).options(
+        num_cpus=0 if gpu else settings.cpus_per_cell, num_gpus=1 if gpu else 0, max_retries=0
+    )
+    inflight: dict[Any, int] = {}
+    attempts = [0] * len(cells)
+    reasons: list[list[str]] = [[] for _ in cells]
+    nodes: dict[int, str] = {}
+
+    def submit(i: int) -> None:
+        attempts[i] += 1
+        inflight[task.remote(i, requests[i], board)] = i
+
+    def extra(i: int) -> dict[str, Any]:
+        return {
+            "executor": "ray", "node": nodes.get(i, ""), "attempts": attempts[i],
+            "retry_reasons": json.dumps(reasons[i]) if reasons[i] else "",
+        }  # fmt: skip
+
+    try:
+        for i in range(len(cells)):
+            submit(i)
+        while inflight:
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
+            try:
+                _forward(ray.get(board.take.remote(), timeout=30), cells, nodes, progress)
+            except Exception:  # noqa: BLE001 - the board's node died: progress only is lost
+                board = _new_board()
+            for ref in ready:
+                i = inflight.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as e:  # noqa: BLE001 - classified below
+                    if not is_node_failure(e):
+                        message = f"Ray task failed: {type(e).__name__}: {str(e)[-300:]}"
+                        record(i, failed_outcome(cells[i], device, message, extra(i)), str(e))
+                        continue
+                    reasons[i].append(f"attempt {attempts[i]} on {nodes.get(i, '?')}: "
+                                      f"{type(e).__name__}")  # fmt: skip
+                    if attempts[i] <= settings.max_retries:
+                        submit(i)
+                        continue
+                    message = f"its Ray worker died {attempts[i]} times (max_retries exhausted)"
+                    record(i, failed_outcome(cells[i], device, message, extra(i)), str(e))
+                    continue
+                nodes[i] = result.get("node", nodes.get(i, ""))
+                record(i, outcome_from_result(cells[i], result, device, extra(i)), result["log"])
+    except BaseException:
+        _cancel(list(inflight))
+        raise
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _cancel(refs: list[Any]) -> None:
+    """Cancel tasks: first politely (the task kills its cell child), then by killing workers."""
+    import ray
+
+    for ref in refs:
+        ray.cancel(ref)
+    ray.wait(refs, num_returns=len(refs), timeout=3.0)
+    for ref in refs:
+        ray.cancel(ref, force=True)
+    ray.wait(refs, num_returns=len(refs), timeout=3.0)
+
+
+def _new_board() -> Any:
+    """The progress board, on the head node (which outlives worker nodes) when there is one."""
+    import ray
+
+    head = "node:__internal_head__"
+    on_head = any(n.get("Alive") and head in n.get("Resources", {}) for n in ray.nodes())
+    resources = {head: 0.001} if on_head else {}
+    return ray.remote(_Board).options(num_cpus=0, resources=resources).remote()
+
+
+def _forward(
+    events: list[tuple[int, dict[str, Any]]], cells: Sequence[Any], nodes: dict[int, str],
+    progress: Any,
+) -> None:  # fmt: skip
+    for i, ev in events:
+        kind = ev.get("event")
+        if kind == "node":
+            nodes[i] = str(ev["node"])
+        elif progress is None:
+            continue
+        elif kind == "started":
+            progress.cell_started(cells[i], int(ev["iterations"]))
+        elif kind == "iter":
+            progress.cell_iteration(cells[i], int(ev["it"]), ev.get("val"))
+
+
+def run_ray_cells(
+    cells: Sequence[Any],
+    device: Any,
+    progress: Any,
+    opts: Any,
+    results: Any,
+    record: Callable[..., None],
+) -> None:
+    """The Ray scheduler with the local schedulers' signature (``opts``: RunOptions)."""
+    from memcomp.exec.child import cell_to_json
+    from memcomp.exec.remote import request_base
+
+    ray_opts = opts.executor.ray
+    settings = RaySettings(
+        ray_opts.address, ray_opts.max_retries, ray_opts.cpus_per_cell, ray_opts.runtime_env
+    )
+    base = request_base(device, opts, max(1, int(ray_opts.cpus_per_cell)))
+    base["checkpoint"] = None  # no shared filesystem: a re-run cell starts over
+    requests = [{**base, "cell": cell_to_json(c)} for c in cells]
+    run_ray(cells, device, requests, record, settings, progress)

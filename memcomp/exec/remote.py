@@ -1,0 +1,125 @@
+"""The unit of work every executor ships: one cell from its JSON request, run in a fresh child.
+
+:func:`run_cell_request` is what a Ray task or a SLURM job calls on the machine that runs the
+cell. It starts ``python -m memcomp.exec.child`` exactly as a local run does (fresh process and CUDA
+context, plugins imported, stderr kept), forwards its progress messages to ``on_event`` and returns
+plain JSON data: the results row, curve, episodes and the child's log, so that the driver can write
+the results folder as a local run would, with no shared filesystem.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from collections.abc import Callable
+from queue import Queue
+from typing import Any
+
+from memcomp.exec.child import cell_from_json
+from memcomp.exec.processes import exit_description, finish_child, start_child
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_cell_request(
+    request: dict[str, Any], on_event: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """Run the cell of ``request`` (a child request with its ``cell`` as JSON) in a child process.
+
+    Returns ``{"row", "curve", "episodes", "log", "host", "started_at", "exit_code"}``; ``row`` is
+    None when the child died before reporting (``log`` and ``exit_code`` say how).
+    """
+    cell = cell_from_json(request["cell"])
+    child_request = {k: v for k, v in request.items() if k != "cell"}
+    events: Queue[tuple[int, str, Any]] = Queue()
+    started_at = now()
+    child = start_child(0, cell, child_request, events)
+    try:
+        while True:
+            _, kind, data = events.get()
+            if kind == "eof":
+                break
+            if data.get("event") == "done":
+                child.done = data
+            elif on_event is not None:
+                on_event(data)
+    except BaseException:
+        child.proc.kill()
+        raise
+    code = finish_child(child)
+    done = child.done or {}
+    return {
+        "row": done.get("row"),
+        "curve": done.get("curve", []),
+        "episodes": done.get("episodes", []),
+        "log": child.stderr_text(),
+        "exit_code": code,
+        "exit": exit_description(code),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started_at": started_at,
+    }
+
+
+def request_base(device: Any, opts: Any, threads: int | None) -> dict[str, Any]:
+    """What every remote cell's child request shares (``opts``: RunOptions)."""
+    from memcomp.exec.child import plugin_names
+
+    return {
+        "device": "cuda" if device.type == "cuda" else "cpu",
+        "memory_limit_mb": opts.memory_limit_mb,
+        "memory_source": opts.memory_source,
+        "plugins": plugin_names(),
+        "threads": opts.threads or threads,
+    }
+
+
+def outcome_from_result(
+    cell: Any, result: dict[str, Any], device: Any, extra: dict[str, Any] | None = None
+) -> Any:
+    """The :class:`~memcomp.engine.CellOutcome` of a returned result (an error row when the child
+    died without reporting), with the executor's columns ``extra`` added to the row."""
+    from memcomp.engine import CellOutcome, base_row
+
+    if result.get("row") is not None:
+        outcome = CellOutcome(dict(result["row"]), result["curve"], result["episodes"])
+    else:
+        lines = [ln for ln in str(result.get("log", "")).splitlines() if ln.strip()]
+        last = f": {lines[-1].strip()[:300]}" if lines else ""
+        row = base_row(cell, device)
+        row.update(
+            status="error",
+            error=f"cell process {result.get('exit', 'did not report')}{last}",
+            exit_code=result.get("exit_code"),
+            finished_at=now(),
+        )
+        outcome = CellOutcome(row)
+    outcome.row.update(extra or {})
+    return outcome
+
+
+def failed_outcome(cell: Any, device: Any, error: str, extra: dict[str, Any]) -> Any:
+    """An error row for a cell whose executor gave up on it (e.g. its node died too often)."""
+    from memcomp.engine import CellOutcome, base_row
+
+    row = base_row(cell, device)
+    row.update(status="error", error=error, finished_at=now(), **extra)
+    return CellOutcome(row)
+
+
+def node_summary(rows: list[dict[str, Any]]) -> str:
+    """``node A: 3 ok, 1 retried; node B: 2 ok`` for the rows of a cluster run."""
+    per: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts = per.setdefault(str(row.get("node") or "?"), {})
+        status = str(row.get("status"))
+        counts[status] = counts.get(status, 0) + 1
+        if int(row.get("attempts") or 1) > 1:
+            counts["retried"] = counts.get("retried", 0) + 1
+    return "; ".join(
+        f"node {node}: " + ", ".join(f"{n} {what}" for what, n in sorted(c.items()))
+        for node, c in sorted(per.items())
+    )
