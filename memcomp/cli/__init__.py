@@ -9,6 +9,7 @@ from __future__ import annotations
 from memcomp.cli import (  # noqa: F401  (importing them registers the commands)
     check,
     cluster,
+    compare,
     data,
     diagnose,
     report,
