@@ -233,3 +233,21 @@ def test_a_duplicated_runs_row_names_the_file_and_lines(base: tuple[Path, Path])
         assert "runs.csv: cell " in flat and f"has 2 rows (lines 2, {len(lines) + 1})" in flat
     finally:
         shutil.rmtree(d.parent.parent, ignore_errors=True)
+
+
+@FUZZ
+@given(data=st.data())
+def test_merge_of_damaged_results(base: tuple[Path, Path], data: st.DataObject) -> None:
+    """``merge`` of a damaged folder with an intact one: a merged folder or exit 2."""
+    d, whole = copy_of(base[0]), copy_of(base[0])
+    plan = data.draw(damage())
+    apply(d, plan, data.draw)
+    out = d.parent.parent / "merged"
+    try:
+        res = runner.invoke(app, ["merge", str(whole), str(d), "--out", str(out)])
+        exc = res.exception if not isinstance(res.exception, SystemExit) else None
+        assert exc is None, f"{plan}: {exc!r}"
+        assert_clean(res.exit_code, res.output, [n for n, _ in plan] + [str(d)])
+    finally:
+        shutil.rmtree(d.parent.parent, ignore_errors=True)
+        shutil.rmtree(whole.parent.parent, ignore_errors=True)
