@@ -21,6 +21,9 @@ def validate(
     check_data: bool = typer.Option(
         False, "--check-data", help="Also check datasets, backbones and the device (as `run` does)."
     ),
+    no_size_check: bool = typer.Option(
+        False, "--no-size-check", help="Accept cells estimated too big to finish."
+    ),
 ) -> None:
     """Check a suite and print the cells it expands to, without running anything.
 
@@ -30,14 +33,23 @@ def validate(
 
       memcomp validate suites/paper-accuracy.yaml --check-data
     """
-    from memcomp.config import expand, load_suite
+    from memcomp.config import ConfigError, expand, load_suite
+    from memcomp.config.feasible import feasibility_problems
+    from memcomp.config.problems import sorted_unique
+    from memcomp.config.size import size_problems
 
     s = load_suite(suite)
     cells = expand(s)
+    problems = feasibility_problems(s, cells)
+    if not no_size_check:
+        big = size_problems(cells)  # the work bound; memory is checked where the run is
+        problems = sorted_unique([*problems, *(s.problem(c.where("learners"), m) for c, m in big)])
+    if problems:
+        raise ConfigError(problems)
     if check_data:
         from memcomp.exec.plan import preflight
 
-        preflight(s, cells, check_data=True)
+        preflight(s, cells, check_data=True, size_check=not no_size_check)
     console.print(cells_table(cells, f"suite {s.name}: {len(cells)} cells"))
     console.print(f"[green]ok[/]: {suite} is valid ({len(cells)} cells)")
 
