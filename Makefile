@@ -8,9 +8,9 @@ STAMP := $(VENV)/.memcomp-installed
 
 .PHONY: install demo test test-fast lint check-budgets clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/metasgd/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]' -e examples/metasgd  # the example plugin (README Extending)
 	touch $(STAMP)
 
 install: $(STAMP)

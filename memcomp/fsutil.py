@@ -5,6 +5,7 @@ A reader (or a killed process) never sees a half-written file.
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -34,6 +35,18 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(path: Path) -> int:
+    """Remove the temporary files of ``path`` that a killed :func:`atomic_open` left behind
+    (hidden ``.<name>.*.tmp`` siblings); returns how many. Call it only where no other process
+    is writing ``path`` at the same time."""
+    path = Path(path)
+    n = 0
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        n += 1
+    return n
 
 
 def _default_mode() -> int:

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from memcomp.errors import UnknownNameError
+from memcomp.errors import InputError, UnknownNameError
+from memcomp.plugins import LOADING_SOURCE, discover
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,28 +61,45 @@ class Entry(Generic[F]):
 
 
 class Registry(Generic[F]):
-    """Maps names to entries; lookups of unknown names suggest the closest valid one."""
+    """Maps names to entries; lookups of unknown names suggest the closest valid one.
 
-    def __init__(self, kind: str) -> None:
+    ``group`` names the entry-point group (e.g. ``memcomp.learners``) whose plugins are imported
+    on the first lookup, listing or iteration (:func:`memcomp.plugins.discover`), so every
+    command, child process and library call sees installed plugins.
+    """
+
+    def __init__(self, kind: str, group: str | None = None) -> None:
         self.kind = kind
+        self.group = group
         self._entries: dict[str, Entry[F]] = {}
+        self._discovered = group is None
+
+    def _discover(self) -> None:
+        if not self._discovered:
+            self._discovered = True  # before importing: a plugin registering here re-enters
+            for name, where in discover(self.group):  # type: ignore[arg-type]
+                if name not in self._entries:
+                    raise InputError(
+                        f"{where}: importing it registered no {self.kind} named {name!r} "
+                        "(name the entry point after the component its module registers)"
+                    )
 
     def register(
-        self, name: str, summary: str, params: type[Params], source: str = "built-in"
+        self, name: str, summary: str, params: type[Params], source: str | None = None
     ) -> Callable[[F], F]:
         """Decorator registering ``factory`` under ``name``."""
 
         def deco(factory: F) -> F:
-            self.add(Entry(name, summary, params, factory, source))
+            self.add(Entry(name, summary, params, factory, source or _source_of(factory)))
             return factory
 
         return deco
 
     def register_lazy(
-        self, name: str, summary: str, params: type[Params], target: str, source: str = "built-in"
+        self, name: str, summary: str, params: type[Params], target: str, source: str | None = None
     ) -> None:
         """Register ``"module:attribute"`` as the factory of ``name``, imported on first use."""
-        self.add(Entry(name, summary, params, target, source))
+        self.add(Entry(name, summary, params, target, source or _source_of(target)))
 
     def add(self, entry: Entry[F]) -> None:
         """Add ``entry``; registering an existing name is an error."""
@@ -90,19 +108,33 @@ class Registry(Generic[F]):
         self._entries[entry.name] = entry
 
     def get(self, name: str) -> Entry[F]:
+        self._discover()
         try:
             return self._entries[name]
         except KeyError:
             raise UnknownNameError(unknown_name_message(self.kind, name, self.names())) from None
 
     def names(self) -> list[str]:
+        self._discover()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        self._discover()
         return name in self._entries
 
     def __iter__(self) -> Iterator[Entry[F]]:
         return iter(self._entries[n] for n in self.names())
+
+
+def _source_of(factory: Any) -> str:
+    """Where an entry registered now comes from: the plugin being imported
+    (:data:`LOADING_SOURCE`), ``built-in`` for memcomp's own modules, else ``module NAME``."""
+    loading = LOADING_SOURCE.get()
+    if loading is not None:
+        return loading
+    module = factory.partition(":")[0] if isinstance(factory, str) else factory.__module__
+    top = str(module).split(".")[0]
+    return "built-in" if top == "memcomp" else f"module {top}"
 
 
 def unknown_name_message(kind: str, name: str, valid: list[str]) -> str:

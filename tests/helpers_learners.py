@@ -13,50 +13,22 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
 
-from memcomp.backbones import build_backbone
-from memcomp.learners import Learner, build_learner
+from memcomp.learners import Learner
 from memcomp.types import Task
 
-WAYS, SHOTS, QUERIES = 3, 2, 2
-IN_SHAPE = (1, 8, 8)
-
-
-def make_learner(
-    name: str, params: dict | None = None, seed: int = 0, dtype: torch.dtype = torch.float64
-) -> Learner:
-    """A learner around a tiny Conv4 (3 filters, 2 blocks, BatchNorm kept) with a 3-way head."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        backbone = build_backbone("conv4", {"hidden": 3, "blocks": 2}, IN_SHAPE)
-        learner = build_learner(name, params or {}, backbone, WAYS)
-    return learner.to(dtype)
-
-
-def make_task(seed: int, dtype: torch.dtype = torch.float64) -> Task:
-    """A random 3-way 2-shot task with 2 queries per class; images carry a class signal."""
-    g = torch.Generator().manual_seed(seed)
-    protos = torch.randn(WAYS, *IN_SHAPE, generator=g, dtype=dtype)
-
-    def draw(per_class: int) -> tuple[Tensor, Tensor]:
-        y = torch.arange(WAYS).repeat_interleave(per_class)
-        x = protos[y] + 0.8 * torch.randn(len(y), *IN_SHAPE, generator=g, dtype=dtype)
-        return x, y
-
-    xs, ys = draw(SHOTS)
-    xq, yq = draw(QUERIES)
-    return Task(xs, ys, xq, yq)
-
-
-def meta_named(learner: Learner) -> list[tuple[str, Tensor]]:
-    return [(n, p) for n, p in learner.named_parameters() if p.requires_grad]
-
-
-def flat_params(learner: Learner) -> Tensor:
-    return torch.cat([p.detach().reshape(-1) for _, p in meta_named(learner)])
-
-
-def flat_grad(learner: Learner) -> Tensor:
-    return torch.cat([p.grad.reshape(-1) for _, p in meta_named(learner)])
+# the tiny world of memcomp verify (one definition for the tests and the command)
+from memcomp.verify.fixtures import (  # noqa: E402, F401
+    IN_SHAPE,
+    QUERIES,
+    SHOTS,
+    WAYS,
+    flat_grad,
+    flat_params,
+    make_learner,
+    make_task,
+    meta_named,
+    run_meta_backward,
+)
 
 
 def split_flat(learner: Learner, flat: Tensor) -> dict[str, Tensor]:
@@ -115,13 +87,6 @@ def support_hessian(learner: Learner, flat: Tensor, task: Task) -> Tensor:
     return torch.autograd.functional.hessian(
         lambda v: ref_support_loss(learner, v, task), flat.detach()
     )
-
-
-def run_meta_backward(learner: Learner, tasks: list[Task]) -> Tensor:
-    """Zero grads, run ``meta_backward``, return the flat meta-gradient."""
-    learner.zero_grad(set_to_none=True)
-    learner.meta_backward(tasks)
-    return flat_grad(learner).clone()
 
 
 def assert_matches_central_fd(

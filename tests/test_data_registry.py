@@ -126,5 +126,7 @@ def test_backbone_input_problem_agrees_with_building(name, blocks):
 def test_plugins_still_register_with_the_decorator():
     import fake_learners  # noqa: F401  (tests/fake_learners.py registers fake datasets)
 
-    assert "fake-tiny" in DATASETS and DATASETS.get("fake-tiny").source == "built-in"
+    # an entry registered outside memcomp records where it comes from (`memcomp list`)
+    assert "fake-tiny" in DATASETS and DATASETS.get("fake-tiny").source == "module fake_learners"
+    assert DATASETS.get("glyphs").source == "built-in"
     assert dataset_supply("fake-tiny", {}) is None  # declares nothing: no check

@@ -21,7 +21,7 @@ from memcomp.registry import Params, Registry
 if TYPE_CHECKING:
     from torch import nn
 
-BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
+BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone", "memcomp.backbones")
 BACKBONES.register_lazy(
     "conv4",
     "4 x [3x3 conv, BatchNorm, ReLU, 2x2 max-pool]",

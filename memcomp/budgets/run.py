@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from memcomp.budgets.junit import write_junit
 from memcomp.budgets.measure import VERDICTS, Measure, Outcome, check_budgets
 from memcomp.budgets.spec import load_budgets
 from memcomp.budgets.update import update_file
+from memcomp.errors import InputError
 
 
 def _table(outcomes: Sequence[Outcome], title: str) -> Table:
@@ -58,6 +60,13 @@ def run_check(
     console = console or Console()
     path = Path(path)
     budgets = load_budgets(path, require_baselines=not update)
+    if update:
+        for where in (path, path.parent):  # before measuring: refuse now, not after minutes
+            if not os.access(where, os.W_OK):
+                raise InputError(
+                    f"{path}: cannot --update: {where} is not writable (read-only file or file "
+                    "system); make it writable or check without --update"
+                )
     outcomes = check_budgets(budgets, device, measure)
     if update:
         for o in outcomes:

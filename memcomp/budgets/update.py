@@ -17,6 +17,7 @@ from memcomp.budgets.measure import Outcome
 from memcomp.budgets.spec import BudgetFile
 from memcomp.errors import InputError
 from memcomp.fsutil import atomic_write_text as _atomic_write
+from memcomp.fsutil import remove_stale_temps
 
 
 def _content_end(node: yaml.Node) -> int:
@@ -77,5 +78,6 @@ def update_file(path: Path, budgets: BudgetFile, outcomes: Sequence[Outcome]) ->
     for i, v in values.items():
         if abs(float(check[i]["baseline_mb"]) - round(v, 3)) > 1e-9:
             raise RuntimeError(f"rewriting {path} went wrong at {budgets.list_key}[{i}]")
+    remove_stale_temps(path)  # left by an --update that was killed while writing
     _atomic_write(path, new)
     return len(values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from memcomp.cli.app import app, console, handle_errors
 from memcomp.cli.options import parse_formats
@@ -17,23 +18,45 @@ def report(
     results: Path = typer.Argument(..., help="A results folder written by `memcomp run`."),
     out: Path = typer.Option(None, "--out", help="Report folder (default RESULTS/report)."),
     fmt: str = typer.Option("md,csv", "--format", help="Table formats: any of md,tex,csv."),
+    html: bool = typer.Option(
+        True, "--html/--no-html", help="Also write one self-contained report.html (default on)."
+    ),
 ) -> None:
     """Tables and plots mirroring the paper: accuracy, memory vs K, accuracy vs time, TTA.
 
-    RESULTS may be a run folder or a suite folder (its newest run is used).
+    RESULTS may be a run folder or a suite folder (its newest run is used). With --html (the
+    default) it also writes report.html; a suite folder, or a folder of suite folders
+    (results/), also gets index.html linking every run's page.
 
     Examples:
 
       memcomp report results/quickstart
 
       memcomp report results/quickstart/20261127-101500 --format md,tex,csv
+
+      memcomp report results/
     """
     from memcomp.report import build_report, print_report
 
     formats = parse_formats(fmt)
+    # --- HTML report and results index (issue 14) ---
+    from memcomp.report.html import build_html_page, write_html_report
+    from memcomp.report.index import find_runs, write_index
+
+    below = [] if (results / "runs.csv").exists() else find_runs(results)
+    if below and html and not any(p.parent == results for p in below):
+        index = write_index(results, out, lambda run: build_html_page(run, formats))
+        console.print(escape(f"{len(below)} runs; index.html: {index}"), soft_wrap=True)
+        return
     results = resolve_results_dir(results)
     rep = build_report(results, out, formats)
     print_report(rep, console)
+    if html:
+        page = write_html_report(results, rep, out if out is not None else results / "report")
+        if below:
+            index = write_index(results.parent, None, lambda run: build_html_page(run, formats))
+            console.print(escape(f"index.html: {index}"), soft_wrap=True)
+        console.print(escape(f"report.html: {page}"), soft_wrap=True)
 
 
 def resolve_results_dir(path: Path) -> Path:

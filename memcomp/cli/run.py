@@ -82,6 +82,9 @@ def run(
     wait: bool = typer.Option(
         None, "--wait/--no-wait", help="slurm: wait for the jobs (no-wait: `memcomp status` later)."
     ),
+    no_size_check: bool = typer.Option(
+        False, "--no-size-check", help="Run cells estimated too big to finish or fit."
+    ),
 ) -> None:
     """Expand a suite into cells, meta-train each, and write results.
 
@@ -115,7 +118,7 @@ def run(
     code = run_suite_command(
         suite, out, device.value if device else None, only, dry_run, console,
         resume=resume, jobs=jobs, memory_limit=memory_limit, isolation=isolation.value,
-        threads=threads, executor=where,
+        threads=threads, executor=where, size_check=not no_size_check,
     )  # fmt: skip
     raise typer.Exit(code)
 
@@ -139,6 +142,7 @@ def run_suite_command(
     isolation: str = "process",
     threads: int | None = None,
     executor: dict | None = None,
+    size_check: bool = True,
 ) -> int:
     """Validate, preflight, expand, run; returns the exit code.
 
@@ -151,6 +155,7 @@ def run_suite_command(
     run = plan_run(
         suite_path, out, device=device_opt, only=only, resume=resume, jobs=jobs,
         memory_limit=memory_limit, isolation=isolation, threads=threads, executor=executor,
+        size_check=size_check,
     )  # fmt: skip
     suite, cells, todo, done, device = run.suite, run.cells, run.todo, run.done, run.device
     if dry_run:

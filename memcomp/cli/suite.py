@@ -21,6 +21,9 @@ def validate(
     check_data: bool = typer.Option(
         False, "--check-data", help="Also check datasets, backbones and the device (as `run` does)."
     ),
+    no_size_check: bool = typer.Option(
+        False, "--no-size-check", help="Accept cells estimated too big to finish."
+    ),
 ) -> None:
     """Check a suite and print the cells it expands to, without running anything.
 
@@ -30,14 +33,23 @@ def validate(
 
       memcomp validate suites/paper-accuracy.yaml --check-data
     """
-    from memcomp.config import expand, load_suite
+    from memcomp.config import ConfigError, expand, load_suite
+    from memcomp.config.feasible import feasibility_problems
+    from memcomp.config.problems import sorted_unique
+    from memcomp.config.size import size_problems
 
     s = load_suite(suite)
     cells = expand(s)
+    problems = feasibility_problems(s, cells)
+    if not no_size_check:
+        big = size_problems(cells)  # the work bound; memory is checked where the run is
+        problems = sorted_unique([*problems, *(s.problem(c.where("learners"), m) for c, m in big)])
+    if problems:
+        raise ConfigError(problems)
     if check_data:
         from memcomp.exec.plan import preflight
 
-        preflight(s, cells, check_data=True)
+        preflight(s, cells, check_data=True, size_check=not no_size_check)
     console.print(cells_table(cells, f"suite {s.name}: {len(cells)} cells"))
     console.print(f"[green]ok[/]: {suite} is valid ({len(cells)} cells)")
 
@@ -47,9 +59,14 @@ def validate(
 def list_(
     what: str = typer.Argument(None, help="learners | datasets | backbones (default: all)."),
 ) -> None:
-    """What is registered, with one line on each and its parameters with defaults.
+    """What is registered: one line on each, where it comes from (built-in, or the plugin's
+    distribution or module), and its parameters with defaults.
 
-    Example: memcomp list learners
+    Examples:
+
+      memcomp list learners
+
+      memcomp list learners --plugin my_pkg.my_learner
     """
     from memcomp.backbones import BACKBONES
     from memcomp.data import DATASETS
@@ -65,12 +82,13 @@ def list_(
         table = Table(title=name, show_lines=True)
         table.add_column("name", style="bold")
         table.add_column("summary")
+        table.add_column("from")
         table.add_column("parameters (default)")
         for entry in reg:
             params = []
             for pname, f in entry.params.model_fields.items():
                 params.append(f"{pname}={f.get_default(call_default_factory=True)!r}")
-            table.add_row(entry.name, entry.summary, "\n".join(params))
+            table.add_row(entry.name, entry.summary, entry.source, "\n".join(params))
         console.print(table)
 
 

@@ -74,6 +74,14 @@ def suite_models() -> tuple[type[BaseModel], type[BaseModel]]:
             **_axes(part=False),
             parts=(Annotated[list[part], Field(min_length=1)], None),  # type: ignore[valid-type]
             budgets=(list[dict[str, Any]] | None, Field(None, description="see memcomp check")),
+            plugins=(
+                list[Annotated[str, Field(min_length=1)]] | None,
+                Field(
+                    None,
+                    description="modules imported before the suite is validated (and in every "
+                    "cell process): they register learners, datasets or backbones",
+                ),
+            ),
             executor=(dict[str, Any] | None, Field(None, description="where cells run (README)")),
         )
         _cache[key] = suite, part

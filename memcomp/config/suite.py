@@ -30,6 +30,7 @@ from memcomp.config.problems import ConfigError, Loc, Problem, short, validate
 from memcomp.config.settings import Setting, TestConfig, TrainConfig, merged
 from memcomp.config.source import LineMap, Source, line_of, read_yaml
 from memcomp.config.spec import AXES, suite_models
+from memcomp.errors import InputError
 
 MAX_CELLS = 100_000  # a suite expanding to more is refused before any cell is built
 
@@ -81,6 +82,7 @@ class Suite:
     test: TestConfig
     learners: list[dict[str, Any]]
     budgets: list[dict[str, Any]] | None = None
+    plugins: tuple[str, ...] = ()
     executor: dict[str, Any] | None = None  # checked by memcomp.exec.executor_options
     source_path: Path | None = None
     source_text: str = ""
@@ -158,6 +160,9 @@ def _build(src: Source) -> Suite:
         raise ConfigError([Problem(src.file, line_of(src.lines, ()), "", msg)])
     data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     out: list[tuple[Loc, str]] = []
+    _load_plugins(data.get("plugins"), out)
+    if out:
+        raise ConfigError(src.problems(out))
     top: Any = validate(suite_models()[0], data, (), out)
     out.extend(_required(data))
     if out or top is None:
@@ -182,6 +187,20 @@ def _build(src: Source) -> Suite:
     return _suite(top, parts, src, [c for c, _ in cells])
 
 
+def _load_plugins(modules: Any, out: list[tuple[Loc, str]]) -> None:
+    """Import the suite's ``plugins:`` modules before validating (they register components)."""
+    from memcomp.plugins import load
+
+    if not isinstance(modules, list):
+        return  # absent, or a wrong type the model reports
+    for i, module in enumerate(modules):
+        if isinstance(module, str) and module:
+            try:
+                load([module], "plugins")
+            except InputError as e:
+                out.append((("plugins", i), str(e).removeprefix("plugins: ")))
+
+
 def _suite(top: Any, parts: list[SuitePart], src: Source, cells: list[Cell]) -> Suite:
     keys = ("datasets", "settings", "backbones", "seeds")
     used = {k: _distinct(x for p in parts for x in getattr(p, k)) for k in keys}
@@ -198,6 +217,7 @@ def _suite(top: Any, parts: list[SuitePart], src: Source, cells: list[Cell]) -> 
         test=top.test,
         learners=_distinct(raw_learners) if top.parts else raw_learners,
         budgets=top.budgets,
+        plugins=tuple(top.plugins or ()),
         executor=top.executor,
         source_path=src.path,
         source_text=src.text,

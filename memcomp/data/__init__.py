@@ -35,7 +35,7 @@ from memcomp.registry import Registry
 if TYPE_CHECKING:
     from memcomp.data.base import EpisodeSampler, FewShotDataset, ImageSplit, Task, TaskBatch
 
-DATASETS: Registry[Callable[..., FewShotDataset]] = Registry("dataset")
+DATASETS: Registry[Callable[..., FewShotDataset]] = Registry("dataset", "memcomp.datasets")
 
 _BUILT_IN = [
     (

@@ -41,7 +41,8 @@ class CellOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.row.get("status") == "ok"
+        """Finished as intended: trained (``ok``) or declined by the learner (``skipped``)."""
+        return self.row.get("status") in ("ok", "skipped")
 
 
 def measure_cell_memory(
@@ -55,6 +56,15 @@ def measure_cell_memory(
     once per process into the engine's own cache unless ``datasets`` is given."""
     datasets = datasets if datasets is not None else _MEASURE_DATASETS
     return measure_memory(setup_cell(cell, resolve_device(device), datasets), iterations, source)
+
+
+def skip_reason(cell: Cell) -> str | None:
+    """The learner class's ``skip(cell)`` hook (optional): a reason to decline this cell, which
+    becomes a ``status=skipped`` row (docs/extending.md)."""
+    from memcomp.learners import LEARNERS
+
+    hook = getattr(LEARNERS.get(cell.learner.name).factory, "skip", None)
+    return hook(cell) if callable(hook) else None
 
 
 def run_cell(
@@ -74,6 +84,11 @@ def run_cell(
     """
     row = base_row(cell, device)
     out = CellOutcome(row)
+    reason = skip_reason(cell)
+    if reason:
+        row.update(status="skipped", error=reason)
+        row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        return out
     try:
         setup = setup_cell(cell, device, datasets)
         row["dataset_checksum"] = setup.data.manifest.get("checksum", "")

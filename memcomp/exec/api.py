@@ -57,10 +57,13 @@ def plan_run(
     isolation: str = "process",
     threads: int | None = None,
     executor: dict[str, Any] | None = None,
+    size_check: bool = True,
 ) -> PlannedRun:
     """Load, expand and preflight; :class:`~memcomp.errors.InputError` (exit 2) lists every
     problem. Nothing is written. ``executor``: command-line overrides of the suite's
-    ``executor:`` section (dotted keys, e.g. ``{"kind": "ray", "ray.address": "auto"}``)."""
+    ``executor:`` section (dotted keys, e.g. ``{"kind": "ray", "ray.address": "auto"}``).
+    ``size_check=False``: run cells preflight estimates too big (on a cluster, whose machines
+    this one does not know, only the work bound applies)."""
     if threads is not None and threads < 1:
         raise InputError(f"--threads: must be >= 1 (got {threads})")
     load_plugins()
@@ -80,6 +83,7 @@ def plan_run(
     plan = preflight(
         suite, cells, device="cpu" if cluster_device else device, out=out, resume=resume,
         jobs=jobs, isolation=isolation, memory_limit_mb=memory_limit, datasets=datasets,
+        size_check=size_check, size_memory=not cluster_device,
     )  # fmt: skip
     run_device = cluster_device or plan.device
     explicit = overrides.get("gpus") is not None or "gpus" in (suite.executor or {})

@@ -10,16 +10,15 @@ maps it). A child whose parent dies (even by ``kill -9``) stops within a fractio
 The parent side is :mod:`memcomp.exec.processes`. Each child has a fresh CUDA context, so one
 cell's cached memory cannot inflate the next cell's peak.
 
-Plugins: ``MEMCOMP_PLUGINS="pkg.mod1,pkg.mod2"`` names modules imported before a suite is loaded
-(by ``memcomp run``) and in every cell child, so they can register extra learners, datasets or
-backbones (the tests use it for learners that fail on purpose).
+Plugins (:mod:`memcomp.plugins`): the request names every plugin module the parent imported by
+name (``--plugin``, a suite's ``plugins:``, ``$MEMCOMP_PLUGINS``); the child imports them before
+reading the cell, and installed entry-point plugins are found by the registries themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
 import faulthandler
-import importlib
 import json
 import os
 import signal
@@ -33,30 +32,26 @@ from memcomp.config.cells import Cell
 from memcomp.config.cells import from_json as cell_from_json  # THE cell serialisation
 from memcomp.config.cells import to_json as cell_to_json
 
-PLUGINS_ENV = "MEMCOMP_PLUGINS"
+PLUGINS_ENV = "MEMCOMP_PLUGINS"  # = memcomp.plugins.ENV
 __all__ = ["cell_from_json", "cell_to_json", "child_main", "load_plugins", "plugin_names"]
 
 PARENT_ENV = "MEMCOMP_PARENT_PID"  # the parent, as the parent saw itself
 
 
 def plugin_names() -> list[str]:
-    """Modules named by ``$MEMCOMP_PLUGINS`` (comma-separated)."""
-    return [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    """Modules a cell child must import: ``$MEMCOMP_PLUGINS`` and every plugin this process
+    imported by name (``--plugin``, a suite's ``plugins:``); see :mod:`memcomp.plugins`."""
+    from memcomp import plugins
+
+    return list(dict.fromkeys([*plugins.env_modules(), *plugins.loaded()]))
 
 
 def load_plugins(names: list[str] | None = None) -> list[str]:
-    """Import plugin modules (default: ``$MEMCOMP_PLUGINS``); a failing import is an InputError."""
-    from memcomp.errors import InputError
+    """Import plugin modules (default: ``$MEMCOMP_PLUGINS``); a failing import is an InputError
+    naming the module and the import error."""
+    from memcomp import plugins
 
-    names = plugin_names() if names is None else names
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception as e:  # noqa: BLE001 - report any plugin failure as bad input
-            raise InputError(
-                f"{PLUGINS_ENV}: cannot import plugin {name!r}: {type(e).__name__}: {e}"
-            ) from None
-    return names
+    return plugins.load_env() if names is None else plugins.load(names, "plugins")
 
 
 # ----------------------------------------------------------------------------- memory limit

@@ -1,10 +1,11 @@
 """Whole-suite checks before any work: everything that would fail later, reported at once.
 
 After :func:`memcomp.config.load_suite` (schema, names, value ranges), :func:`preflight` checks the
-run options, the device, that every dataset loads and can supply every setting, that every backbone
-accepts the dataset's images and every learner can be built, and that the output folder is
-writable (or, with ``--resume``, belongs to this suite). All problems are raised together as one
-:class:`~memcomp.config.SuiteError` (exit 2); nothing is written.
+run options, the device, what datasets and backbones declare without loading
+(:mod:`memcomp.config.feasible`), that every dataset loads and can supply every setting, that
+every backbone accepts the dataset's images and every learner can be built, and that the output
+folder is writable (or, with ``--resume``, belongs to this suite). All problems are raised
+together as one :class:`~memcomp.config.SuiteError` (exit 2); nothing is written.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import torch
 
 from memcomp.config import Problem, Suite, SuiteError
 from memcomp.config.cells import Cell
+from memcomp.config.feasible import infeasible
+from memcomp.config.size import host_memory_bytes, size_problems
 from memcomp.engine import DataCache, one_line
 from memcomp.measure.device import check_device
 from memcomp.results.resume import find_resume_dir, resume_problem
@@ -142,6 +145,19 @@ def check_cells(
             )
 
 
+def check_sizes(cells: Sequence[Cell], problems: _Problems, dev: torch.device | None) -> None:
+    """Cells that could not finish, or whose images alone exceed the memory of this machine and
+    ``dev`` (None: the work only), reported at the learner."""
+    host = gpu = None
+    if dev is not None:
+        host = host_memory_bytes()
+        if dev.type == "cuda":
+            gpu = float(torch.cuda.get_device_properties(dev).total_memory)
+    found = size_problems(cells, host, gpu, f"the GPU {dev}")
+    for cell, msg in found:
+        problems.at(cell.where("learners"), msg)
+
+
 def preflight(
     suite: Suite,
     cells: Sequence[Cell],
@@ -154,10 +170,14 @@ def preflight(
     memory_limit_mb: float | None = None,
     check_data: bool = True,
     datasets: DataCache | None = None,
+    size_check: bool = True,
+    size_memory: bool = True,
 ) -> Plan:
     """Check everything a run needs; raise :class:`SuiteError` listing every problem.
 
     Datasets are loaded into ``datasets`` (the caller's cache: an inline run reuses them).
+    ``size_check``: refuse cells whose estimated work or memory (:mod:`memcomp.config.size`)
+    cannot finish or fit on this machine and device (``size_memory=False``: the work only).
     """
     p = _Problems(suite)
     isolation = str(getattr(isolation, "value", isolation))
@@ -191,8 +211,15 @@ def preflight(
         why = check_output(out, suite.name)
         if why:
             p.cli("--out", why)
+    if size_check and dev is not None:
+        check_sizes(cells, p, dev if size_memory else None)
+    # what the datasets and backbones declare, without loading: those cells are not loaded
+    found = infeasible(cells)
+    p.items.extend(suite.problem(loc, msg) for _, loc, msg in found)
     if check_data:
-        check_cells(suite, cells, p, datasets if datasets is not None else DataCache())
+        skip = {c.id for c, _, _ in found}
+        rest = [c for c in cells if c.id not in skip]
+        check_cells(suite, rest, p, datasets if datasets is not None else DataCache())
     if p.items:
         unique = list(dict.fromkeys(p.items))
         in_suite = sorted((x for x in unique if x.file != CLI), key=lambda x: x.line or 0)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from memcomp.learners.base import Learner, StepStats
 
-LEARNERS: Registry[Any] = Registry("learner")
+LEARNERS: Registry[Any] = Registry("learner", "memcomp.learners")
 
 for _name, _summary, _params, _target in [
     ("anil", "ANIL: second-order meta-gradient through K SGD steps on the head only",

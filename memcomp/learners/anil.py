@@ -36,6 +36,7 @@ class Anil(Learner):
     """ANIL; subclasses with ``meta_learns_head = False`` adapt a fixed head init instead."""
 
     exact = True
+    host_sync_free = True
     test_params = {"inner_steps": 3, "inner_lr": 0.5}
     params: AnilParams
 

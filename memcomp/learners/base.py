@@ -33,14 +33,19 @@ __all__ = ["Chunk", "ChunkOut", "Learner", "LearnerParams", "StepStats"]
 class Learner(nn.Module):
     """Base class: backbone + linear head; subclasses implement the algorithm.
 
-    ``exact``: the meta-gradient is the exact derivative of the mean query loss after the inner
-    loop (checked against finite differences by ``tests/test_learner_contract.py``);
-    ``test_params``: tiny hyper-parameters that contract test uses.
+    Hooks of the contract ``memcomp verify`` checks (docs/extending.md): ``exact``: the
+    meta-gradient is the exact derivative of :meth:`meta_objective` (checked against finite
+    differences; otherwise its error is measured); ``test_params``: tiny hyper-parameters for the
+    checks; ``limit_params``: for an approximation, hyper-parameters where it has converged to
+    the exact hypergradient (checked); ``host_sync_free``: the inner loop never reads a device
+    value back to the host (checked); :meth:`skip` declines a configuration with a reason.
     """
 
     meta_learns_head: bool = True
     exact: ClassVar[bool] = False
     test_params: ClassVar[dict[str, Any]] = {}
+    limit_params: ClassVar[dict[str, Any] | None] = None
+    host_sync_free: ClassVar[bool] = False
 
     def __init__(self, backbone: nn.Module, ways: int, params: LearnerParams) -> None:
         super().__init__()
@@ -58,6 +63,19 @@ class Learner(nn.Module):
     def meta_backward(self, tasks: Sequence[Task]) -> StepStats:
         """Accumulate the meta-gradient (mean over ``tasks``) into ``.grad``."""
         return run_chunks(self, tasks)
+
+    @classmethod
+    def skip(cls, cell: Any) -> str | None:
+        """A reason to decline ``cell`` (a :class:`memcomp.config.Cell`: its setting, dataset,
+        backbone, parameters), which becomes a ``status=skipped`` row; None runs it."""
+        return None
+
+    def meta_objective(self, tasks: Sequence[Task]) -> Tensor:
+        """The meta objective (a scalar, mean over ``tasks``) whose gradient in the
+        meta-parameters ``meta_backward`` computes or approximates. Default: the mean query loss
+        ``meta_backward`` reports (it may change ``.grad``). Approximate learners return their
+        exact problem's objective, e.g. the query loss at the lower level solved to convergence."""
+        return self.meta_backward(tasks).loss
 
     def batchable(self, tasks: Sequence[Task]) -> bool:
         """Whether the driver may stack ``tasks`` (batched execution requested and possible)."""

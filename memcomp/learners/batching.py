@@ -54,7 +54,16 @@ def vmapped_losses(model: nn.Module, params: dict[str, Tensor], x: Tensor, y: Te
     """Per-task cross-entropy (B,) of ``model`` at per-task weights ``params`` (each (B, ...)).
 
     Parameters of ``model`` missing from ``params`` (frozen ones) are shared by all tasks.
+    A BatchNorm with running statistics cannot run inside vmap: refused with the fix named.
     """
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and m.training:
+            raise ValueError(
+                f"batched execution cannot update the running statistics of {type(m).__name__} "
+                "(track_running_stats=True) inside torch.func.vmap; use "
+                "memcomp.backbones.norm.TaskBatchNorm2d(C, track_running_stats=False) in the "
+                "backbone, or execution='sequential'"
+            )
 
     def one(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
         return F.cross_entropy(functional_call(model, p, (xi,)), yi)

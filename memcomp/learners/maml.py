@@ -35,6 +35,7 @@ class Maml(Learner):
 
     first_order: bool = False
     exact = True
+    host_sync_free = True
     test_params = {"inner_steps": 2, "inner_lr": 0.3}
     params: MamlParams
 
@@ -103,4 +104,4 @@ class FoMaml(Maml):
     """First-order MAML: the inner-loop gradients are treated as constants."""
 
     first_order = True
-    exact = False  # the first-order approximation of the MAML meta-gradient
+    exact = False  # the first-order approximation of the MAML meta-gradient (no limit_params)

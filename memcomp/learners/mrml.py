@@ -46,7 +46,10 @@ class Mrml(Learner):
 
     meta_learns_head = False
     exact = False  # K head steps and N CG steps approximate the implicit hypergradient
+    host_sync_free = True
     test_params = {"inner_steps": 5, "inner_lr": 0.5, "cg_steps": 5, "l2": 0.1}
+    limit_params = {"inner_steps": 800, "cg_steps": 60}  # converged at test_params' lr and l2
+    EXACT_STEPS = 1000  # head steps of meta_objective (the lower level solved to convergence)
     solver: Solver = staticmethod(conjugate_gradient)
     params: MrmlParams
 
@@ -159,6 +162,19 @@ class Mrml(Learner):
                 slot = chunk.first + i
                 self.warm_state[slot] = (w[i], b[i], res.x[i]) if chunk.batched else (w, b, res.x)
         self.last_cg_iterations += [res.iterations] * k
+
+    def meta_objective(self, tasks: list[Task]) -> Tensor:  # type: ignore[override]
+        """``F(theta)``: mean query CE at the lower level solved to convergence (head GD for
+        ``EXACT_STEPS`` steps from the head init), the objective of the exact hypergradient."""
+        p = self.params
+        total = torch.zeros((), dtype=self.head.weight.dtype)
+        with torch.no_grad():
+            for task in tasks:
+                zs, zq = self.backbone(task.xs), self.backbone(task.xq)
+                w0, b0 = self.head.weight, self.head.bias
+                w, b = head.gd(zs, task.ys, w0, b0, self.EXACT_STEPS, p.inner_lr, p.l2)
+                total = total + head.loss(zq, task.yq, w, b)
+        return total / len(tasks)
 
     def adapt_predict(self, task: Task) -> Tensor:
         return self.head_gd_predict(task, self.params.l2)

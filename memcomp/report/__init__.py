@@ -146,6 +146,8 @@ def build_report(
     runs, curves, episodes = rd.runs(manifest), rd.curves(), rd.episodes()
     out = Path(out) if out is not None else results_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
+    for tmp in out.glob(".*.tmp"):  # left by a report killed between writing and renaming
+        tmp.unlink(missing_ok=True)
     report = Report(header=_header(results_dir, manifest, runs), tables=[], notes=notes)
     if runs.empty:
         report.notes.append("runs.csv is missing or empty: nothing to report.")

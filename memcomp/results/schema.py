@@ -87,6 +87,22 @@ def param_name(column: str) -> str:
     return column.split(".", 1)[1]
 
 
+NUMERIC_TABLE_COLUMNS = {"iteration": "int", "episode": "int", "val_acc": "float", "acc": "float"}
+NUMERIC_TABLE_COLUMNS |= {"val_ci95": "float", "train_seconds": "float"}  # curves, episodes
+
+
+def column_type(column: str) -> str | None:
+    """The type (``str``, ``int``, ``float``) a reader may rely on for a results column (None:
+    not typed by the schema, e.g. a component parameter)."""
+    if column in CONFIG_COLUMNS:
+        return CONFIG_COLUMNS[column]
+    if column in MEASURE_COLUMNS:
+        return MEASURE_COLUMNS[column]
+    if PHASE_COLUMN.match(column):
+        return "float"
+    return NUMERIC_TABLE_COLUMNS.get(column)
+
+
 def is_known_column(column: str) -> bool:
     """A configuration, measurement or memory-phase column (not a parameter)."""
     return column in CONFIG_COLUMNS or column in MEASURE_COLUMNS or bool(PHASE_COLUMN.match(column))

@@ -17,14 +17,20 @@ import pandas as pd
 from memcomp.errors import InputError
 from memcomp.fsutil import atomic_write_text
 from memcomp.results.schema import (
+    CONFIG_COLUMNS,
     CURVE_COLUMNS,
     EPISODE_COLUMNS,
+    MEASURE_COLUMNS,
     RUN_COLUMNS,
     SCHEMA_VERSION,
     column_order,
+    column_type,
     schema_version,
     upgrade_runs,
 )
+
+# read as text whatever they look like: an all-digit cell id (1 in 280) is no number
+TEXT_COLUMNS = {c: str for c, t in (CONFIG_COLUMNS | MEASURE_COLUMNS).items() if t == "str"}
 
 
 class CorruptResultsError(InputError):
@@ -45,7 +51,7 @@ def read_csv(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
         return pd.DataFrame(columns=columns or [])
     try:
         text = path.read_text(encoding="utf-8")
-        df = pd.read_csv(io.StringIO(text))
+        df = pd.read_csv(io.StringIO(text), dtype=TEXT_COLUMNS)
     except (UnicodeDecodeError, pd.errors.ParserError, csv.Error, ValueError) as e:
         why = " ".join(str(e).split())
         raise CorruptResultsError(
@@ -54,6 +60,24 @@ def read_csv(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
         ) from None
     if columns and "cell_id" in columns and "cell_id" not in df.columns:
         raise CorruptResultsError(f"{path}: no cell_id column; not a memcomp results table")
+    return _numbers_checked(path, df)
+
+
+def _numbers_checked(path: Path, df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every column the schema types as a number checked (and made numeric): a value
+    that is not a number (a shifted row, a hand edit) is a :class:`CorruptResultsError`."""
+    for col in df.columns:
+        if column_type(str(col)) not in ("int", "float") or pd.api.types.is_numeric_dtype(df[col]):
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = df[col].notna() & values.isna()
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise CorruptResultsError(
+                f"{path}: column {col!r} holds {str(df[col].iloc[row])[:40]!r} on line {row + 2}, "
+                "not a number; fix or remove that row (a missing row is re-run by --resume)"
+            )
+        df[col] = values
     return df
 
 
@@ -86,6 +110,14 @@ class ResultsDir:
     def runs(self, manifest: dict[str, Any] | None = None) -> pd.DataFrame:
         """runs.csv in schema 2 (a schema-1 folder is mapped)."""
         raw = self.raw_runs()
+        ids = raw["cell_id"].fillna("").astype(str) if len(raw) else raw.get("cell_id")
+        if ids is not None and ids.duplicated().any():
+            dup = ids[ids.duplicated()].iloc[0]
+            lines = [i + 2 for i in range(len(ids)) if ids.iloc[i] == dup]
+            raise CorruptResultsError(
+                f"{self.runs_csv}: cell {dup} has {len(lines)} rows (lines "
+                f"{', '.join(map(str, lines))}); memcomp writes one per cell: keep one of them"
+            )
         if manifest is None:
             manifest = self.manifest_or_empty()
         return upgrade_runs(raw, schema_version(manifest, raw))

@@ -1,0 +1,317 @@
+"""``memcomp compare BASE NEW``: did a change make accuracy, memory or time worse?
+
+Cells are matched by cell id, and cells left over by their configuration (learner, dataset,
+setting, backbone, seed, training knobs and component parameters). For each matched pair four
+metrics are compared, each with its own noise rule (README, "memcomp compare"):
+
+- accuracy: the per-episode test accuracies (episodes.csv; both runs use the same fixed test
+  episodes, so the test is a paired t-test when the counts match, Welch's t-test otherwise);
+  beyond noise when p < alpha. Without episodes: the 95% CIs, |change| > sqrt(ci_b^2 + ci_n^2).
+- peak memory: beyond noise when it moves by more than ``memory`` (relative) AND ``memory_mb``.
+- s/iter: Welch's t-test on the per-interval seconds per iteration (from curves.csv:
+  train_seconds between evaluations / iterations between them, the warm-up interval dropped)
+  with p < alpha AND |relative change| > ``time``; with fewer than 2 samples a side, the
+  relative rule alone.
+- time to accuracy: both runs against the BASE run's target (fraction x its Acc_max); beyond noise
+  when it moves by more than ``time`` (relative) AND by more than one evaluation interval.
+
+A change that is worse and beyond noise is a regression; a base cell that was ok and now failed is
+one too. Printing, JUnit XML and the page: :mod:`memcomp.report.compare_output`,
+:mod:`memcomp.report.compare_html`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from memcomp.report.normalize import SETTING_KEY, TRAIN_KNOBS, normalize_runs
+from memcomp.report.tta import FRACTION, PATIENCE, WINDOW, time_to_accuracy
+from memcomp.results import ResultsDir, param_columns
+
+__all__ = ["Change", "Comparison", "Thresholds", "compare_results"]
+
+METRICS = ("status", "accuracy", "peak_mem_mb", "sec_per_iter", "time_to_accuracy")
+REGRESSION, IMPROVEMENT, WITHIN, NA = "regression", "improvement", "within noise", "n/a"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Noise rules: significance level and the smallest changes that count."""
+
+    alpha: float = 0.05
+    memory: float = 0.05
+    memory_mb: float = 0.5
+    time: float = 0.10
+    fraction: float = FRACTION
+
+
+@dataclass
+class Change:
+    """One metric of one matched cell: both values, the relative change and the verdict."""
+
+    cell: str
+    metric: str
+    base: float | str | None
+    new: float | str | None
+    change: float
+    verdict: str
+    test: str
+    p_value: float = math.nan
+    cell_id: str = ""
+
+
+@dataclass
+class Comparison:
+    """Everything ``compare_results`` found: matched pairs, changes, cells on one side only."""
+
+    base: Path
+    new: Path
+    changes: list[Change] = field(default_factory=list)
+    matched: list[tuple[str, str, str]] = field(default_factory=list)
+    only_base: list[str] = field(default_factory=list)
+    only_new: list[str] = field(default_factory=list)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def regressions(self) -> list[Change]:
+        return [c for c in self.changes if c.verdict == REGRESSION]
+
+    def frame(self) -> pd.DataFrame:
+        """The changes as a table (one row per cell and metric)."""
+        cols = ["cell", "metric", "base", "new", "change", "verdict", "test", "p_value", "cell_id"]
+        return pd.DataFrame([vars(c) for c in self.changes], columns=cols)
+
+
+# ----------------------------------------------------------------------------- matching
+
+_NOT_CONFIG = {"cell_id", "suite", "label", "status", "error", "traceback"}
+_NOT_CONFIG |= {"resumed_from_iteration"}
+
+
+def config_columns(runs: pd.DataFrame) -> list[str]:
+    """Columns that say what a cell computes (not what it measured or where it ran): the
+    setting, seed, training knobs and every prefixed component parameter (schema 2)."""
+    cols = ["learner", *SETTING_KEY, "seed", *TRAIN_KNOBS, *param_columns(runs.columns)]
+    return [c for c in dict.fromkeys(cols) if c in runs.columns and c not in _NOT_CONFIG]
+
+
+def _config_keys(runs: pd.DataFrame, cols: list[str]) -> pd.Series:
+    def text(v: Any) -> str:
+        if pd.isna(v):
+            return ""
+        return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
+
+    return pd.Series(
+        ["|".join(text(v) for v in row) for row in runs[cols].itertuples(index=False)],
+        index=runs.index,
+    )
+
+
+def match_cells(base: pd.DataFrame, new: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(base id, new id, how) for each pair: by id first, then by a unique configuration."""
+    pairs = [(c, c, "id") for c in base["cell_id"] if c in set(new["cell_id"])]
+    b = base[~base["cell_id"].isin(new["cell_id"])]
+    n = new[~new["cell_id"].isin(base["cell_id"])]
+    if len(b) and len(n):
+        cols = [c for c in config_columns(base) if c in config_columns(new)]
+        kb, kn = _config_keys(b, cols), _config_keys(n, cols)
+        unique_b, unique_n = kb[~kb.duplicated(keep=False)], kn[~kn.duplicated(keep=False)]
+        by_key = dict(zip(unique_n, n.loc[unique_n.index, "cell_id"], strict=True))
+        for i, key in unique_b.items():
+            if key in by_key:
+                pairs.append((b.at[i, "cell_id"], by_key[key], "configuration"))
+    return pairs
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _rel(base: float, new: float) -> float:
+    return new / base - 1.0 if base else math.nan
+
+
+def _verdict(beyond: bool, worse: bool) -> str:
+    if not beyond:
+        return WITHIN
+    return REGRESSION if worse else IMPROVEMENT
+
+
+def _p_value(kind: str, a: np.ndarray, b: np.ndarray) -> float:
+    from scipy import stats
+
+    if kind == "paired":
+        d = b - a
+        if np.allclose(d, d[0]):  # no spread: identical (p = 1) or a constant shift (p = 0)
+            return 1.0 if abs(d[0]) < 1e-12 else 0.0
+        return float(stats.ttest_rel(b, a).pvalue)
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        return 1.0 if a[0] == b[0] else 0.0
+    return float(stats.ttest_ind(b, a, equal_var=False).pvalue)
+
+
+def accuracy_change(
+    cell: str, b_eps: np.ndarray, n_eps: np.ndarray, b: pd.Series, n: pd.Series, th: Thresholds
+) -> Change:
+    """Test accuracy (%): a t-test over per-episode accuracies, else the CI rule."""
+    if len(b_eps) > 1 and len(n_eps) > 1:
+        kind = "paired" if len(b_eps) == len(n_eps) else "welch"
+        p = _p_value(kind, b_eps, n_eps)
+        mb, mn = float(b_eps.mean()), float(n_eps.mean())
+        how = (
+            f"paired t-test over {len(b_eps)} test episodes"
+            if kind == "paired"
+            else f"Welch t-test over {len(b_eps)}/{len(n_eps)} test episodes"
+        )
+        test = f"{how}, p={p:.3g} (alpha {th.alpha:g})"
+        return Change(cell, "accuracy", mb, mn, mn - mb, _verdict(p < th.alpha, mn < mb), test, p)
+    mb, mn = float(b.get("test_acc", math.nan)), float(n.get("test_acc", math.nan))
+    cb, cn = float(b.get("test_ci95", math.nan)), float(n.get("test_ci95", math.nan))
+    if any(math.isnan(v) for v in (mb, mn, cb, cn)):
+        return Change(cell, "accuracy", mb, mn, mn - mb, NA, "no test accuracy on one side")
+    se = math.hypot(cb, cn)
+    test = f"no episodes: 95% CIs, |change| > sqrt(ci_base^2 + ci_new^2) = {se:.3g}"
+    return Change(cell, "accuracy", mb, mn, mn - mb, _verdict(abs(mn - mb) > se, mn < mb), test)
+
+
+def memory_change(cell: str, b: pd.Series, n: pd.Series, th: Thresholds) -> Change:
+    """Peak memory (MB): a relative and an absolute threshold (the measurement is repeatable)."""
+    mb, mn = float(b.get("peak_mem_mb", math.nan)), float(n.get("peak_mem_mb", math.nan))
+    if math.isnan(mb) or math.isnan(mn):
+        return Change(cell, "peak_mem_mb", mb, mn, math.nan, NA, "not measured on one side")
+    rel = _rel(mb, mn)
+    beyond = abs(mn - mb) > th.memory_mb and (math.isnan(rel) or abs(rel) > th.memory)
+    test = f"rule: |change| > {th.memory:.0%} and > {th.memory_mb:g} MB"
+    if str(b.get("mem_source")) != str(n.get("mem_source")):
+        test += f" (mem_source {b.get('mem_source')} vs {n.get('mem_source')})"
+    return Change(cell, "peak_mem_mb", mb, mn, rel, _verdict(beyond, mn > mb), test)
+
+
+def interval_samples(curve: pd.DataFrame) -> np.ndarray:
+    """Seconds per iteration between consecutive evaluations; the first (warm-up) interval is
+    dropped when at least two others remain."""
+    if curve.empty:
+        return np.array([])
+    c = curve.sort_values("iteration")
+    it = np.r_[0.0, c["iteration"].to_numpy(float)]
+    t = np.r_[0.0, c["train_seconds"].to_numpy(float)]
+    d_it, d_t = np.diff(it), np.diff(t)
+    s = d_t[d_it > 0] / d_it[d_it > 0]
+    s = s[np.isfinite(s)]
+    return s[1:] if len(s) >= 3 else s
+
+
+def time_change(
+    cell: str, b: pd.Series, n: pd.Series, b_curve: pd.DataFrame, n_curve: pd.DataFrame,
+    th: Thresholds,
+) -> Change:  # fmt: skip
+    """Seconds per outer iteration: Welch's t-test on per-interval samples and the time rule."""
+    mb, mn = float(b.get("sec_per_iter", math.nan)), float(n.get("sec_per_iter", math.nan))
+    if math.isnan(mb) or math.isnan(mn):
+        return Change(cell, "sec_per_iter", mb, mn, math.nan, NA, "not timed on one side")
+    rel = _rel(mb, mn)
+    big = not math.isnan(rel) and abs(rel) > th.time
+    sb, sn = interval_samples(b_curve), interval_samples(n_curve)
+    if len(sb) >= 2 and len(sn) >= 2:
+        p = _p_value("welch", sb, sn)
+        test = (
+            f"Welch t-test over {len(sb)}/{len(sn)} per-interval samples, p={p:.3g}, "
+            f"and |change| > {th.time:.0%}"
+        )
+        return Change(
+            cell, "sec_per_iter", mb, mn, rel, _verdict(big and p < th.alpha, mn > mb), test, p
+        )
+    test = f"rule (fewer than 2 per-interval samples): |change| > {th.time:.0%}"
+    return Change(cell, "sec_per_iter", mb, mn, rel, _verdict(big, mn > mb), test)
+
+
+def tta_change(
+    cell: str, target: float, b_curve: pd.DataFrame, n_curve: pd.DataFrame, th: Thresholds
+) -> Change:
+    """Time to ``target`` (the BASE run's fraction x Acc_max) of both curves."""
+    if b_curve.empty or n_curve.empty or math.isnan(target):
+        return Change(cell, "time_to_accuracy", None, None, math.nan, NA, "no curve on one side")
+    b_c, n_c = b_curve.sort_values("iteration"), n_curve.sort_values("iteration")
+    tb = time_to_accuracy(b_c["train_seconds"], b_c["val_acc"], target, WINDOW, PATIENCE)
+    tn = time_to_accuracy(n_c["train_seconds"], n_c["val_acc"], target, WINDOW, PATIENCE)
+    step = float(np.median(np.diff(np.r_[0.0, b_c["train_seconds"].to_numpy(float)])))
+    test = (
+        f"target {target:.2f}% (base: {th.fraction:g} x Acc_max); rule: |change| > "
+        f"{th.time:.0%} and > one evaluation interval ({step:.3g} s)"
+    )
+    if tb is None and tn is None:
+        return Change(cell, "time_to_accuracy", None, None, math.nan, NA, "not reached by either")
+    if tb is None or tn is None:
+        worse = tn is None
+        shown = ("not reached", tn) if tb is None else (tb, "not reached")
+        verdict = REGRESSION if worse else IMPROVEMENT
+        return Change(cell, "time_to_accuracy", *shown, math.nan, verdict, test)
+    rel = _rel(tb, tn)
+    beyond = abs(tn - tb) > step and (math.isnan(rel) or abs(rel) > th.time)
+    return Change(cell, "time_to_accuracy", tb, tn, rel, _verdict(beyond, tn > tb), test)
+
+
+# ----------------------------------------------------------------------------- comparing
+
+
+def _targets(runs: pd.DataFrame, curves: pd.DataFrame, fraction: float) -> pd.Series:
+    """cell id -> fraction x the best validation accuracy of its comparison group."""
+    group = normalize_runs(runs).set_index("cell_id")["group"]
+    if curves.empty:
+        return pd.Series(math.nan, index=group.index)
+    best = curves.assign(group=curves["cell_id"].map(group)).groupby("group")["val_acc"].max()
+    return group.map(best).astype(float) * fraction
+
+
+def _cell_name(row: pd.Series) -> str:
+    """A short readable name: variant | setting | seed (what ``normalize_runs`` labels)."""
+    seed = row.get("seed")
+    seed = f"{seed:g}" if isinstance(seed, (float, np.floating)) else seed
+    return f"{row.get('variant')} | {row.get('setting')} | seed {seed}"
+
+
+def _pair_changes(
+    cell: str, b: pd.Series, n: pd.Series, eps: tuple[np.ndarray, np.ndarray],
+    curves: tuple[pd.DataFrame, pd.DataFrame], target: float, th: Thresholds,
+) -> list[Change]:  # fmt: skip
+    """The changes of one matched cell; a cell that failed on either side has only its status."""
+    sb, sn = str(b["status"]), str(n["status"])
+    if sb != "ok" or sn != "ok":
+        verdict = REGRESSION if sb == "ok" else (IMPROVEMENT if sn == "ok" else WITHIN)
+        test = "status (a failed cell has no measurements to compare)"
+        return [Change(cell, "status", sb, sn, math.nan, verdict, test)]
+    return [
+        accuracy_change(cell, *eps, b, n, th),
+        memory_change(cell, b, n, th),
+        time_change(cell, b, n, *curves, th),
+        tta_change(cell, target, *curves, th),
+    ]
+
+
+def compare_results(base: Path, new: Path, thresholds: Thresholds | None = None) -> Comparison:
+    """Compare two results folders cell by cell (see the module docstring for the rules)."""
+    th = thresholds or Thresholds()
+    rb, rn = ResultsDir(Path(base)), ResultsDir(Path(new))
+    runs_b, runs_n = normalize_runs(rb.runs()), normalize_runs(rn.runs())
+    cur_b, cur_n, eps_b, eps_n = rb.curves(), rn.curves(), rb.episodes(), rn.episodes()
+    out = Comparison(Path(base), Path(new), thresholds=th)
+    out.matched = match_cells(runs_b, runs_n)
+    out.only_base = sorted(set(runs_b["cell_id"]) - {b for b, _, _ in out.matched})
+    out.only_new = sorted(set(runs_n["cell_id"]) - {n for _, n, _ in out.matched})
+    targets = _targets(runs_b, cur_b, th.fraction)
+    by_b, by_n = runs_b.set_index("cell_id"), runs_n.set_index("cell_id")
+    for bid, nid, _how in out.matched:
+        b, n = by_b.loc[bid], by_n.loc[nid]
+        acc = (eps_b[eps_b["cell_id"] == bid], eps_n[eps_n["cell_id"] == nid])
+        a_b, a_n = (e.sort_values("episode")["acc"].to_numpy(float) for e in acc)
+        cb, cn = cur_b[cur_b["cell_id"] == bid], cur_n[cur_n["cell_id"] == nid]
+        target = float(targets.get(bid, math.nan))
+        for change in _pair_changes(_cell_name(b), b, n, (a_b, a_n), (cb, cn), target, th):
+            change.cell_id = bid
+            out.changes.append(change)
+    return out

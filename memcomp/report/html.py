@@ -1,0 +1,217 @@
+"""``report.html``: one self-contained page per results folder (inline CSS, script and SVG; no
+network needed to open it). Built from the :class:`memcomp.report.Report` tables and figures plus
+the raw results: provenance and suite text, accuracy, memory versus K (paper Figure 2 rows where
+shapes match), accuracy versus wall-clock, time to accuracy, per-phase memory, failed cells with
+their log tail, and one section per cell.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from memcomp.fsutil import atomic_write_text
+from memcomp.report.htmlkit import esc, figure_svg, line_svg, page, plot_block, table_html
+from memcomp.report.phase_memory import phase_memory_table, plot_phase_memory
+from memcomp.report.tables import Table, normalize_runs
+from memcomp.results import ResultsDir
+
+__all__ = ["LOG_TAIL_LINES", "html_report", "write_html_report"]
+
+LOG_TAIL_LINES = 40
+_PROVENANCE = [
+    ("suite", "suite"), ("memcomp", "memcomp_version"), ("torch", "torch_version"),
+    ("Python", "python_version"), ("CUDA", "cuda_version"), ("platform", "platform"),
+    ("device", "device"), ("device name", "device_name"), ("git commit", "git_commit"),
+    ("started", "started_at"), ("results schema", "results_schema"),
+]  # fmt: skip
+CELL_COLUMNS = ["cell_id", "label", "learner", "dataset", "setting", "variant", "seed"]
+CELL_COLUMNS += ["status", "test_acc", "peak_mem_mb", "sec_per_iter", "train_seconds"]
+
+
+def _kv(pairs: list[tuple[str, Any]]) -> str:
+    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in pairs)
+    return f'<table class="kv">{rows}</table>'
+
+
+def _manifest_value(manifest: dict[str, Any], key: str) -> Any:
+    v = manifest.get(key)
+    versions = manifest.get("versions")
+    if v is None and isinstance(versions, dict):
+        v = versions.get(key.removesuffix("_version"))
+    return ", ".join(map(str, v.values())) if isinstance(v, dict) else v
+
+
+def _provenance(manifest: dict[str, Any]) -> str:
+    pairs = [(k, _manifest_value(manifest, key)) for k, key in _PROVENANCE]
+    out = _kv([(k, v) for k, v in pairs if v not in (None, "")])
+    options = manifest.get("options")
+    if isinstance(options, dict) and options:
+        out += f"<details><summary>run options</summary>{_kv(sorted(options.items()))}</details>"
+    text = manifest.get("suite_text")
+    if text:
+        out += (
+            '<details id="suite-text"><summary>suite file</summary>'
+            f"<pre>{esc(text)}</pre></details>"
+        )
+    else:
+        out += '<p class="note">the manifest does not record the suite text.</p>'
+    return out
+
+
+def _table(report_tables: dict[str, Table], name: str, filters: tuple[str, ...] = ()) -> str:
+    t = report_tables.get(name)
+    if t is None or t.data.empty:
+        return ""
+    return f"<h3>{esc(t.title)}</h3>" + table_html(t.data, f"table-{name}", filters, t.note)
+
+
+def _svg_file(files: list[Path], stem: str, caption: str) -> str:
+    path = next((p for p in files if p.name == f"{stem}.svg" and p.exists()), None)
+    return plot_block(path.read_text(), caption, f"plot-{stem}") if path else ""
+
+
+def _cells_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    df = runs.copy()
+    acc = pd.to_numeric(df["test_acc"], errors="coerce")
+    ci = pd.to_numeric(df["test_ci95"], errors="coerce")
+    df["test_acc"] = [
+        "" if math.isnan(a) else (f"{a:.2f} ± {c:.2f}" if not math.isnan(c) else f"{a:.2f}")
+        for a, c in zip(acc, ci, strict=True)
+    ]
+    for col, fmt in (("peak_mem_mb", "{:.1f}"), ("sec_per_iter", "{:.4f}")):
+        df[col] = ["" if pd.isna(v) else fmt.format(v) for v in pd.to_numeric(df[col], "coerce")]
+    df["train_seconds"] = [
+        "" if pd.isna(v) else f"{v:.1f}" for v in pd.to_numeric(df["train_seconds"], "coerce")
+    ]
+    return df[[c for c in CELL_COLUMNS if c in df.columns]]
+
+
+def log_tail(results_dir: Path, row: pd.Series, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a failed cell's log (logs/<id>.log), else its traceback or
+    error message."""
+    log = results_dir / "logs" / f"{row['cell_id']}.log"
+    if log.exists():
+        text = log.read_text(errors="replace")
+    else:
+        tb = row.get("traceback")
+        text = tb if isinstance(tb, str) and tb else str(row.get("error") or "")
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _failed(results_dir: Path, runs: pd.DataFrame) -> str:
+    bad = runs[runs["status"] != "ok"]
+    if bad.empty:
+        return '<p class="status-ok">every cell finished ok.</p>'
+    parts = []
+    for _, r in bad.iterrows():
+        parts.append(
+            f'<h3 id="failed-{esc(r["cell_id"])}"><a href="#cell-{esc(r["cell_id"])}">'
+            f'{esc(r["cell_id"])}</a> <span class="status-bad">{esc(r["status"]).upper()}</span>'
+            f"</h3>"
+            + _kv([("label", r.get("label")), ("error", r.get("error"))])
+            + f"<pre>{esc(log_tail(results_dir, r))}</pre>"
+        )
+    return "".join(parts)
+
+
+def _cell_sections(
+    results_dir: Path, runs: pd.DataFrame, curves: pd.DataFrame, eps: pd.DataFrame
+) -> str:
+    parts = []
+    for _, r in runs.iterrows():
+        cid = str(r["cell_id"])
+        c = curves[curves["cell_id"] == cid].sort_values("iteration") if len(curves) else curves
+        chart = ""
+        if len(c):
+            svg = line_svg(
+                [("validation accuracy", c["train_seconds"].tolist(), c["val_acc"].tolist())],
+                "training wall-clock (s)",
+                "val acc (%)",
+            )
+            chart = plot_block(svg, f"validation accuracy of {cid}", f"plot-cell-{cid}")
+        e = eps[eps["cell_id"] == cid]["acc"] if len(eps) else pd.Series(dtype=float)
+        summary = ""
+        if len(e):
+            summary = (
+                f'<p class="note">{len(e)} test episodes: mean {e.mean():.2f}%, '
+                f"std {e.std(ddof=1) if len(e) > 1 else 0:.2f}, min {e.min():.2f}, "
+                f"max {e.max():.2f}</p>"
+            )
+        cols = [(k, v) for k, v in r.items() if not (isinstance(v, float) and math.isnan(v))]
+        status = "ok" if r["status"] == "ok" else "bad"
+        tail = ""
+        if r["status"] != "ok":
+            tail = f"<pre>{esc(log_tail(results_dir, r))}</pre>"
+        parts.append(
+            f'<details id="cell-{esc(cid)}"><summary>{esc(cid)} · {esc(r.get("variant"))} · '
+            f"{esc(r.get('setting'))} · seed {esc(r.get('seed'))} · "
+            f'<span class="status-{status}">{esc(r["status"])}</span></summary>'
+            f"{chart}{summary}{tail}{_kv([(str(k), v) for k, v in cols])}</details>"
+        )
+    return "".join(parts)
+
+
+def html_report(results_dir: Path, report: Any) -> str:
+    """The page's HTML for ``results_dir`` and the :class:`memcomp.report.Report` built from it."""
+    rd = ResultsDir(Path(results_dir))
+    manifest, curves, eps = rd.manifest_or_empty(), rd.curves(), rd.episodes()
+    runs = normalize_runs(rd.runs(manifest))
+    tables = {t.name: t for t in report.tables}
+    suite = manifest.get("suite") or "unknown suite"
+    counts = runs["status"].value_counts() if len(runs) else pd.Series(dtype=int)
+    status = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no cells"
+    header = (
+        f"<h1>memcomp report: {esc(suite)}</h1>"
+        f"<p>{esc(results_dir)} · {len(runs)} cells ({esc(status)}) · "
+        f"started {esc(manifest.get('started_at', 'unknown'))}</p>"
+    )
+    notes = "".join(f'<p class="note">note: {esc(n)}</p>' for n in report.notes)
+    sections = [("provenance", "Provenance", _provenance(manifest) + notes)]
+    if runs.empty:
+        return page(f"memcomp report: {suite}", header, sections)
+    sections.append(("accuracy", "Accuracy", _table(tables, "accuracy")))
+    memory = _svg_file(report.files, "memory", "peak memory vs inner steps K")
+    memory += _table(tables, "memory", ("setting", "source")) + _table(tables, "memory_reduction")
+    sections.append(("memory", "Memory vs K", memory or '<p class="note">no memory data</p>'))
+    timing = _svg_file(report.files, "val_vs_time", "validation accuracy vs training time")
+    timing += _table(tables, "time_to_accuracy") + _table(tables, "time_per_iter", ("setting",))
+    sections.append(("time", "Accuracy vs wall-clock and time to accuracy", timing))
+    phases = phase_memory_table(runs)
+    if not phases.data.empty:
+        fig, _ = plot_phase_memory(phases)
+        body = plot_block(figure_svg(fig), "peak memory per phase", "plot-phase-memory")
+        body += table_html(phases.data, "table-phase_memory", ("setting",), phases.note)
+        sections.append(("phases", "Per-phase memory", body))
+    if "paper_reference" in tables:
+        sections.append(("paper", "Paper reference", _table(tables, "paper_reference")))
+    links = {str(c): f"#cell-{c}" for c in runs["cell_id"]}
+    cells = table_html(
+        _cells_frame(runs), "table-cells", ("learner", "dataset", "setting", "status"),
+        links=links,
+    )  # fmt: skip
+    sections.append(("cells", "All cells", cells))
+    sections.append(("failed", "Failed cells", _failed(Path(results_dir), runs)))
+    sections.append(
+        ("per-cell", "Per-cell details", _cell_sections(Path(results_dir), runs, curves, eps))
+    )
+    return page(f"memcomp report: {suite}", header, sections)
+
+
+def write_html_report(results_dir: Path, report: Any, out: Path) -> Path:
+    """Write ``out/report.html`` (atomically) and return its path."""
+    path = Path(out) / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, html_report(Path(results_dir), report))
+    return path
+
+
+def build_html_page(run: Path, formats: tuple[str, ...] = ("md", "csv")) -> Path:
+    """``memcomp report RUN`` for one run: its tables and figures, then its report.html."""
+    from memcomp.report import build_report
+
+    rep = build_report(Path(run), None, formats)
+    return write_html_report(Path(run), rep, Path(run) / "report")
