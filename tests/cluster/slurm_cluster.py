@@ -47,6 +47,7 @@ AccountingStorageHost=127.0.0.1
 AccountingStoragePort=6819
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
+SchedulerParameters=bf_interval=1,sched_interval=1,sched_min_interval=0
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 MpiDefault=none

@@ -62,7 +62,12 @@ def main() -> None:
         while cluster.run(["squeue", "-h"]).strip() and time.monotonic() < deadline:
             time.sleep(1.0)
         report["queue_left"] = cluster.run(["squeue", "-h"])
-        time.sleep(3.0)  # accounting catches up with the last state changes
+        deadline = time.monotonic() + 15  # accounting catches up with the last state changes
+        while time.monotonic() < deadline:
+            states = cluster.run(["sacct", "-n", "-P", "-X", "-o", "State"], check=False)
+            if states.strip() and not any(s in states for s in ("PENDING", "RUNNING", "REQUEUE")):
+                break
+            time.sleep(0.3)
         st = memcomp("status", str(folder))
         report["status"] = {"rc": st.returncode, "output": st.stdout + st.stderr}
         res = memcomp("run", str(suite), "--executor", "slurm", "--device", "cpu", "--resume",
