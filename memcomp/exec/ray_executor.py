@@ -5,7 +5,15 @@ Each cell is one task asking for one GPU (or ``cpus_per_cell`` CPUs for a CPU ce
 as locally. The row, curve, episodes and log come back to the driver, which writes the results
 folder exactly as a local run does, so no shared filesystem is needed. A task whose worker or node
 dies is submitted again (``max_retries`` times); each row records its ``attempts``, the
-``retry_reasons`` and the ``node`` it finished on. Ctrl-C cancels the tasks in flight.
+``retry_reasons`` and the ``node`` it finished on.
+
+Ctrl-C stops the tasks in flight WITHOUT ``ray.cancel``: cancelling a task whose reply is on its
+way crashes the driver inside Ray's core worker (``Check failed: it != submissible_tasks_.end()
+Tried to complete task that was not pending``, a known race of Ray's task cancellation, seen here
+with Ray 2.60). Instead the driver raises a flag on its progress board; every task asks the board
+about once a second, kills its cell child and returns, and a task that had not started yet returns
+at once. Tasks still running after :data:`STOP_WAIT_S` end with the driver's Ray job
+(``ray.shutdown()``: Ray ends the workers of a finished job, and a cell child dies with its worker).
 
 Code: memcomp (and any ``$MEMCOMP_PLUGINS`` module) must be importable on every node (installed
 there, or shipped with ``runtime_env``, e.g. ``{"py_modules": ["/path/to/plugin_pkg"]}``).
@@ -19,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memcomp.exec.remote import failed_outcome, outcome_from_result
+
+STOP_WAIT_S = 20.0  # how long Ctrl-C waits for the tasks to see the stop flag and return
 
 
 @dataclass
@@ -53,6 +63,7 @@ class _Board:
 
     def __init__(self) -> None:
         self.events: list[tuple[int, dict[str, Any]]] = []
+        self.stop = False
 
     def post(self, index: int, event: dict[str, Any]) -> None:
         self.events.append((index, event))
@@ -60,6 +71,12 @@ class _Board:
     def take(self) -> list[tuple[int, dict[str, Any]]]:
         events, self.events = self.events, []
         return events
+
+    def request_stop(self) -> None:
+        self.stop = True
+
+    def stopping(self) -> bool:
+        return self.stop
 
 
 def _cell_task(index: int, request: dict[str, Any], board: Any) -> dict[str, Any]:
@@ -71,7 +88,14 @@ def _cell_task(index: int, request: dict[str, Any], board: Any) -> dict[str, Any
     ctx = ray.get_runtime_context()
     node = f"{ray.util.get_node_ip_address()}/{ctx.get_node_id()[:8]}"
     board.post.remote(index, {"event": "node", "node": node})
-    result = run_cell_request(request, lambda ev: board.post.remote(index, ev))
+
+    def should_stop() -> bool:
+        try:
+            return bool(ray.get(board.stopping.remote(), timeout=10))
+        except Exception:  # noqa: BLE001 - the board's node died: the driver's job end stops us
+            return False
+
+    result = run_cell_request(request, lambda ev: board.post.remote(index, ev), should_stop)
     result["node"] = node
     return result
 
@@ -94,7 +118,8 @@ def run_ray(
     progress: Any = None,
 ) -> None:
     """Run ``cells`` (child ``requests``, one per cell) as Ray tasks; ``record(i, outcome, log)``
-    is called in the driver as each finishes. Ctrl-C cancels what is in flight and re-raises."""
+    is called in the driver as each finishes. Ctrl-C stops what is in flight (see the module
+    docstring) and re-raises."""
     import ray
 
     started_here = not ray.is_initialized()
@@ -152,23 +177,24 @@ def run_ray(
                 nodes[i] = result.get("node", nodes.get(i, ""))
                 record(i, outcome_from_result(cells[i], result, device, extra(i)), result["log"])
     except BaseException:
-        _cancel(list(inflight))
+        _stop(board, list(inflight))
         raise
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _cancel(refs: list[Any]) -> None:
-    """Cancel tasks: first politely (the task kills its cell child), then by killing workers."""
+def _stop(board: Any, refs: list[Any]) -> None:
+    """Ask every task to stop (the board's flag) and wait up to :data:`STOP_WAIT_S` for them."""
     import ray
 
-    for ref in refs:
-        ray.cancel(ref)
-    ray.wait(refs, num_returns=len(refs), timeout=3.0)
-    for ref in refs:
-        ray.cancel(ref, force=True)
-    ray.wait(refs, num_returns=len(refs), timeout=3.0)
+    if not refs:
+        return
+    try:
+        ray.get(board.request_stop.remote(), timeout=10)
+    except Exception:  # noqa: BLE001 - board lost: the job's end (ray.shutdown) stops the tasks
+        return
+    ray.wait(refs, num_returns=len(refs), timeout=STOP_WAIT_S)
 
 
 def _new_board() -> Any:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import time
 from collections.abc import Callable
-from queue import Queue
+from queue import Empty, Queue
 from typing import Any
 
 from memcomp.exec.child import cell_from_json
 from memcomp.exec.processes import exit_description, finish_child, start_child
+
+STOP_POLL_S = 1.0  # how often a running cell asks ``should_stop``
 
 
 def now() -> str:
@@ -25,23 +28,43 @@ def now() -> str:
 
 
 def run_cell_request(
-    request: dict[str, Any], on_event: Callable[[dict[str, Any]], None] | None = None
+    request: dict[str, Any],
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Run the cell of ``request`` (a child request with its ``cell`` as JSON) in a child process.
 
-    Returns ``{"row", "curve", "episodes", "log", "host", "started_at", "exit_code"}``; ``row`` is
-    None when the child died before reporting (``log`` and ``exit_code`` say how).
+    Returns ``{"row", "curve", "episodes", "log", "host", "started_at", "exit_code", "stopped"}``;
+    ``row`` is None when the child died before reporting (``log`` and ``exit_code`` say how).
+    ``should_stop`` is asked before the child starts and about every :data:`STOP_POLL_S` seconds:
+    when it says yes the child is killed and the result has ``stopped`` True (a cooperative stop
+    that needs no scheduler-side kill).
     """
     cell = cell_from_json(request["cell"])
     child_request = {k: v for k, v in request.items() if k != "cell"}
-    events: Queue[tuple[int, str, Any]] = Queue()
     started_at = now()
+    if should_stop is not None and should_stop():
+        return {"row": None, "curve": [], "episodes": [], "log": "", "exit_code": None,
+                "exit": "stopped before it started", "host": socket.gethostname(),
+                "pid": os.getpid(), "started_at": started_at, "stopped": True}  # fmt: skip
+    events: Queue[tuple[int, str, Any]] = Queue()
     child = start_child(0, cell, child_request, events)
+    stopped, next_check = False, time.monotonic() + STOP_POLL_S
     try:
         while True:
-            _, kind, data = events.get()
+            try:
+                _, kind, data = events.get(timeout=STOP_POLL_S)
+            except Empty:
+                kind, data = "", {}
+            if should_stop is not None and not stopped and time.monotonic() >= next_check:
+                next_check = time.monotonic() + STOP_POLL_S
+                if should_stop():
+                    child.proc.kill()  # its pipes close: "eof" follows
+                    stopped = True
             if kind == "eof":
                 break
+            if not kind:
+                continue
             if data.get("event") == "done":
                 child.done = data
             elif on_event is not None:
@@ -61,6 +84,7 @@ def run_cell_request(
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "started_at": started_at,
+        "stopped": stopped,
     }
 
 
