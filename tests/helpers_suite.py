@@ -1,10 +1,11 @@
-"""Fake registered components and a valid suite, shared by the suite tests."""
+"""Fake registered components and a valid suite, shared by the suite tests; a tiny runnable
+suite on the fake-tiny dataset, shared by the run, fault and cluster tests."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pydantic import Field
@@ -74,3 +75,34 @@ VALID: dict[str, Any] = {
 
 def valid_suite() -> dict[str, Any]:
     return copy.deepcopy(VALID)
+
+
+FAKE_TRAIN: dict[str, Any] = {
+    "iterations": 6, "meta_batch": 2, "eval_every": 2, "val_episodes": 3, "lr": 0.01,
+}  # fmt: skip
+
+
+def fake_tiny_suite(
+    learners: list[dict[str, Any]],
+    *,
+    name: str = "fake",
+    seeds: Iterable[int] = (0,),
+    episodes: int = 5,
+    train: dict[str, Any] | None = None,
+    **over: Any,
+) -> dict[str, Any]:
+    """A suite of ``learners`` on fake-tiny (3-way 1-shot, conv4 of 4 channels): seconds a cell.
+
+    Needs the ``fake_learners`` test plugin (fake-tiny and the fake learners)."""
+    return {
+        "name": name,
+        "seeds": list(seeds),
+        "device": "cpu",
+        "datasets": [{"name": "fake-tiny"}],
+        "settings": [{"ways": 3, "shots": 1, "queries": 2}],
+        "backbones": [{"name": "conv4", "hidden": 4}],
+        "train": {**FAKE_TRAIN, **(train or {})},
+        "test": {"episodes": episodes},
+        "learners": learners,
+        **over,
+    }

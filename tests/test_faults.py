@@ -18,6 +18,7 @@ from typing import Any
 import fake_learners  # noqa: F401 - registers fake-tiny and the fake learners
 import pytest
 import yaml
+from helpers_suite import fake_tiny_suite
 from typer.testing import CliRunner
 
 from memcomp.cli import app
@@ -27,21 +28,11 @@ from memcomp.results.store import ResultsDir
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 runner = CliRunner()
-TRAIN = {"iterations": 2, "meta_batch": 2, "eval_every": 2, "val_episodes": 2, "lr": 0.01}
 
 
 def suite_dict(learners: list[dict[str, Any]], name: str = "faults") -> dict[str, Any]:
-    return {
-        "name": name,
-        "seeds": [0],
-        "device": "cpu",
-        "datasets": [{"name": "fake-tiny"}],
-        "settings": [{"ways": 3, "shots": 1, "queries": 2}],
-        "backbones": [{"name": "conv4", "hidden": 4}],
-        "train": dict(TRAIN),
-        "test": {"episodes": 3},
-        "learners": learners,
-    }
+    return fake_tiny_suite(learners, name=name, episodes=3,
+                           train={"iterations": 2, "val_episodes": 2})  # fmt: skip
 
 
 def write_suite(path: Path, learners: list[dict[str, Any]]) -> Path:

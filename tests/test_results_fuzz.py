@@ -4,10 +4,12 @@ exit 2 naming the file, never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +135,26 @@ def copy_of(src: Path) -> Path:
     return dst
 
 
+@contextlib.contextmanager
+def damaged_copy(src: Path, data: st.DataObject) -> Iterator[tuple[Path, list[str]]]:
+    """A copy of ``src`` damaged by a drawn plan, and the names of the files it damaged."""
+    d = copy_of(src)
+    plan = data.draw(damage())
+    apply(d, plan, data.draw)
+    try:
+        yield d, [n for n, _ in plan]
+    finally:
+        shutil.rmtree(d.parent.parent, ignore_errors=True)
+
+
+def invoke_cleanly(args: list[str], damaged: list[str]) -> None:
+    """Run the CLI: no exception escapes, and it succeeds or exits 2 naming a damaged file."""
+    res = runner.invoke(app, args)
+    exc = res.exception if not isinstance(res.exception, SystemExit) else None
+    assert exc is None, f"{damaged}: {exc!r}"
+    assert_clean(res.exit_code, res.output, damaged)
+
+
 def test_a_shifted_row_names_the_file_and_column(base: tuple[Path, Path]) -> None:
     """Found by the fuzz: a stray quote shifts a row so that text lands in a number column;
     report raised ValueError("could not convert string to float: 'native'")."""
@@ -171,41 +193,19 @@ FUZZ = settings(
 @FUZZ
 @given(data=st.data())
 def test_report_on_damaged_results(base: tuple[Path, Path], data: st.DataObject) -> None:
-    d = copy_of(base[0])
-    plan = data.draw(damage())
-    apply(d, plan, data.draw)
-    try:
-        res = runner.invoke(app, ["report", str(d), "--format", "md,tex,csv"])
-        exc = res.exception if not isinstance(res.exception, SystemExit) else None
-        assert exc is None, f"{plan}: {exc!r}"
-        assert_clean(res.exit_code, res.output, [n for n, _ in plan])
-    finally:
-        shutil.rmtree(d.parent.parent, ignore_errors=True)
-
-
-FUZZ = settings(
-    max_examples=int(os.environ.get("MEMCOMP_FUZZ_EXAMPLES", "15")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no shrinking: each example is slow
-)
+    with damaged_copy(base[0], data) as (d, damaged):
+        invoke_cleanly(["report", str(d), "--format", "md,tex,csv"], damaged)
 
 
 @FUZZ
 @given(data=st.data())
 def test_resume_of_damaged_results(base: tuple[Path, Path], data: st.DataObject) -> None:
     """Planning and opening the resumed folder (everything --resume does before running cells)."""
-    d = copy_of(base[0])
-    plan = data.draw(damage())
-    apply(d, plan, data.draw)
-    try:
+    with damaged_copy(base[0], data) as (d, damaged):
         try:
-            run = plan_run(base[1], resume=d, isolation="inline")
-            open_results(run)
+            open_results(plan_run(base[1], resume=d, isolation="inline"))
         except MemcompError as e:
-            assert_clean(e.exit_code, str(e), [n for n, _ in plan] + [str(d)])
-    finally:
-        shutil.rmtree(d.parent.parent, ignore_errors=True)
+            assert_clean(e.exit_code, str(e), [*damaged, str(d)])
 
 
 def test_an_all_digit_cell_id_is_read_as_text(tmp_path: Path) -> None:
@@ -239,15 +239,10 @@ def test_a_duplicated_runs_row_names_the_file_and_lines(base: tuple[Path, Path])
 @given(data=st.data())
 def test_merge_of_damaged_results(base: tuple[Path, Path], data: st.DataObject) -> None:
     """``merge`` of a damaged folder with an intact one: a merged folder or exit 2."""
-    d, whole = copy_of(base[0]), copy_of(base[0])
-    plan = data.draw(damage())
-    apply(d, plan, data.draw)
-    out = d.parent.parent / "merged"
+    whole = copy_of(base[0])
     try:
-        res = runner.invoke(app, ["merge", str(whole), str(d), "--out", str(out)])
-        exc = res.exception if not isinstance(res.exception, SystemExit) else None
-        assert exc is None, f"{plan}: {exc!r}"
-        assert_clean(res.exit_code, res.output, [n for n, _ in plan] + [str(d)])
+        with damaged_copy(base[0], data) as (d, damaged):
+            out = d.parent.parent / "merged"
+            invoke_cleanly(["merge", str(whole), str(d), "--out", str(out)], [*damaged, str(d)])
     finally:
-        shutil.rmtree(d.parent.parent, ignore_errors=True)
         shutil.rmtree(whole.parent.parent, ignore_errors=True)

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from helpers_suite import fake_tiny_suite
 from typer.testing import CliRunner
 
 import memcomp.engine.train
@@ -29,24 +30,7 @@ ACC_COLS = ["cell_id", "status", "test_acc", "test_ci95", "best_val_acc", "final
 
 
 def suite_dict(name: str = "resumable", **train: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "seeds": [0, 1],
-        "device": "cpu",
-        "datasets": [{"name": "fake-tiny"}],
-        "settings": [{"ways": 3, "shots": 1, "queries": 2}],
-        "backbones": [{"name": "conv4", "hidden": 4}],
-        "train": {
-            "iterations": 6,
-            "meta_batch": 2,
-            "eval_every": 2,
-            "val_episodes": 3,
-            "lr": 0.01,
-            **train,
-        },  # fmt: skip
-        "test": {"episodes": 5},
-        "learners": [{"name": "fake-ok"}],
-    }
+    return fake_tiny_suite([{"name": "fake-ok"}], name=name, seeds=(0, 1), train=train)
 
 
 def write_suite(path: Path, data: dict[str, Any]) -> Path:

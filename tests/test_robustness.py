@@ -9,6 +9,7 @@ from typing import Any
 import fake_learners  # noqa: F401 - registers fake-tiny and the failing learners
 import pytest
 import torch
+from helpers_suite import fake_tiny_suite
 from typer.testing import CliRunner
 
 from memcomp.cli import app
@@ -20,22 +21,9 @@ from memcomp.exec.schedule import RunOptions, run_cells
 from memcomp.results.manifest import new_results_dir
 from memcomp.results.store import ResultsDir
 
-TRAIN = {"iterations": 6, "meta_batch": 2, "eval_every": 2, "val_episodes": 3, "lr": 0.01}
-
 
 def suite_dict(learners: list[dict[str, Any]], **over: Any) -> dict[str, Any]:
-    return {
-        "name": "robust",
-        "seeds": [0],
-        "device": "cpu",
-        "datasets": [{"name": "fake-tiny"}],
-        "settings": [{"ways": 3, "shots": 1, "queries": 2}],
-        "backbones": [{"name": "conv4", "hidden": 4}],
-        "train": dict(TRAIN),
-        "test": {"episodes": 5},
-        "learners": learners,
-        **over,
-    }
+    return fake_tiny_suite(learners, **{"name": "robust", **over})
 
 
 def run(tmp_path: Path, learners: list[dict[str, Any]], **opts: Any) -> tuple[list, ResultsDir]:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parent.parent)]  # + tests/
 
 from helpers_cluster import cluster_env, local_run, tiny_suite  # noqa: E402
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers_suite import fake_tiny_suite
 from netns import netns_command, netns_problem
 
 HERE = Path(__file__).parent
@@ -38,25 +39,8 @@ def cluster_env(**extra: str) -> dict[str, str]:
 
 
 def tiny_suite(path: Path, name: str = "cluster-tiny", seeds: int = 4, **train: Any) -> Path:
-    data = {
-        "name": name,
-        "seeds": list(range(seeds)),
-        "device": "cpu",
-        "datasets": [{"name": "fake-tiny"}],
-        "settings": [{"ways": 3, "shots": 1, "queries": 2}],
-        "backbones": [{"name": "conv4", "hidden": 4}],
-        "train": {
-            "iterations": 6,
-            "checkpoint_every": 2,
-            "meta_batch": 2,
-            "eval_every": 2,
-            "val_episodes": 3,
-            "lr": 0.01,
-            **train,
-        },  # fmt: skip
-        "test": {"episodes": 5},
-        "learners": [{"name": "fake-slow", "step_sleep": 0.4}],
-    }
+    data = fake_tiny_suite([{"name": "fake-slow", "step_sleep": 0.4}], name=name,
+                           seeds=range(seeds), train={"checkpoint_every": 2, **train})  # fmt: skip
     path.write_text(yaml.safe_dump(data))
     return path
 
