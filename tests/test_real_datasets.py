@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -349,6 +350,70 @@ def test_cache_reused_and_invalidated(tmp_path: Path, monkeypatch: pytest.Monkey
     third = load_dataset("mini-imagenet", params)
     assert calls == [1] and third.manifest["cache"] != first.manifest["cache"]
     assert Path(first.manifest["cache"]).parent == tmp_path / "cache" / "decoded"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "meta-garbage",
+        "meta-truncated",
+        "meta-missing",
+        "meta-not-a-dict",
+        "meta-wrong-count",
+        "npy-truncated",
+        "npy-missing",
+        "npy-empty",
+    ],  # fmt: skip
+)
+def test_damaged_cache_entry_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """A decoded cache entry damaged on disk (killed writer, full disk, a stray edit) is decoded
+    again from the source, to the same arrays, leaving no temporary folder behind."""
+    df.write_mini_pkl(tmp_path / "m")
+    params = {"root": tmp_path / "m", "strict": False, "image_size": 10}
+    first = load_dataset("mini-imagenet", params)
+    entry = Path(first.manifest["cache"])
+    meta, npy = entry / "meta.json", entry / "val_images.npy"
+    if damage == "meta-garbage":
+        meta.write_text("{not json")
+    elif damage == "meta-truncated":
+        meta.write_bytes(meta.read_bytes()[:40])
+    elif damage == "meta-missing":
+        meta.unlink()
+    elif damage == "meta-not-a-dict":
+        meta.write_text("[]")
+    elif damage == "meta-wrong-count":
+        data = json.loads(meta.read_text())
+        data["splits"]["val"]["n_images"] += 1
+        meta.write_text(json.dumps(data))
+    elif damage == "npy-truncated":
+        npy.write_bytes(npy.read_bytes()[:200])
+    elif damage == "npy-missing":
+        npy.unlink()
+    else:
+        npy.write_bytes(b"")
+    calls = []
+    real_decode = miniimagenet.SPEC.decode
+
+    def counting(src, p):
+        calls.append(1)
+        return real_decode(src, p)
+
+    monkeypatch.setattr(
+        miniimagenet, "SPEC", dataclasses.replace(miniimagenet.SPEC, decode=counting)
+    )
+    again = load_dataset("mini-imagenet", params)
+    assert calls == [1]  # decoded again, not read from the damaged entry
+    assert (
+        again.manifest["cache"] == str(entry)
+        and again.manifest["checksum"] == first.manifest["checksum"]
+    )
+    for s in ("train", "val", "test"):
+        assert torch.equal(again.split(s).images, first.split(s).images)
+    assert no_tmp_left(tmp_path)
+    load_dataset("mini-imagenet", params)
+    assert calls == [1]  # and the rebuilt entry is used from then on
 
 
 def test_episodes_from_real_loader(tmp_path: Path) -> None:

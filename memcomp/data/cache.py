@@ -172,12 +172,29 @@ def read_cache(
         arrays = {
             s: (load(path / f"{s}_images.npy"), load(path / f"{s}_labels.npy")) for s in SPLITS
         }
-    except (OSError, ValueError, KeyError):  # (json.JSONDecodeError is a ValueError)
+    except (OSError, ValueError, KeyError, EOFError):  # JSONDecodeError is a ValueError;
+        # EOFError: an empty .npy
+        return None
+    if not _meta_complete(meta, arrays):
         return None
     if verify and splits_checksum(arrays) != meta.get("sha256"):
         log.warning("ignoring damaged cache %s (checksum mismatch)", path)
         return None
     return meta, arrays
+
+
+def _meta_complete(meta: Any, arrays: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> bool:
+    """Whether ``meta`` has what readers use, each split's counts matching its arrays."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("splits"), dict):
+        return False
+    for s in SPLITS:
+        entry = meta["splits"].get(s)
+        images, labels = arrays[s]
+        if not isinstance(entry, dict) or not isinstance(entry.get("class_names"), list):
+            return False
+        if entry.get("n_images") != len(labels) or len(images) != len(labels):
+            return False
+    return isinstance(meta.get("sha256"), str)
 
 
 def verify_cache(path: Path) -> bool | None:
