@@ -79,7 +79,7 @@ def test_main_writes_csv_and_figure(tmp_path, monkeypatch) -> None:
 
 
 def test_memory_vs_k_figure_from_a_runs_table() -> None:
-    from memcomp.diagnose.plot import plot_memory_vs_k
+    from memcomp.report.plots import plot_memory_vs_k
 
     runs = pd.DataFrame(
         {

@@ -15,7 +15,9 @@ from memcomp.errors import InputError
 @app.command()
 @handle_errors
 def report(
-    results: Path = typer.Argument(..., help="A results folder written by `memcomp run`."),
+    results: Path = typer.Argument(
+        ..., help="A results folder written by `memcomp run` (or a `memcomp diagnose` folder)."
+    ),
     out: Path = typer.Option(None, "--out", help="Report folder (default RESULTS/report)."),
     fmt: str = typer.Option("md,csv", "--format", help="Table formats: any of md,tex,csv."),
     html: bool = typer.Option(
@@ -26,7 +28,8 @@ def report(
 
     RESULTS may be a run folder or a suite folder (its newest run is used). With --html (the
     default) it also writes report.html; a suite folder, or a folder of suite folders
-    (results/), also gets index.html linking every run's page.
+    (results/), also gets index.html linking every run's page. A folder written by
+    `memcomp diagnose` gets its hypergradient error table and error-vs-memory/time plots.
 
     Examples:
 
@@ -35,10 +38,18 @@ def report(
       memcomp report results/quickstart/20261127-101500 --format md,tex,csv
 
       memcomp report results/
+
+      memcomp report results/diagnose
     """
     from memcomp.report import build_report, print_report
 
     formats = parse_formats(fmt)
+    from memcomp.report.hypergrad import build_hypergrad_report, is_diagnostics_folder
+
+    if is_diagnostics_folder(results):
+        rep = build_hypergrad_report(results, out, formats, html)
+        print_report(rep, console)
+        return
     # --- HTML report and results index (issue 14) ---
     from memcomp.report.html import build_html_page, write_html_report
     from memcomp.report.index import find_runs, write_index

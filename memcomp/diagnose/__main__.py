@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from memcomp.diagnose.plot import plot_error_frontier
 from memcomp.diagnose.sweep import Problem, default_sweep, run_sweep
 from memcomp.fsutil import atomic_write_text
+from memcomp.report.hypergrad import plot_error_frontier
 
 
 def main(argv: list[str] | None = None) -> None:

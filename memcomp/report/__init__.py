@@ -98,7 +98,7 @@ def _header(results_dir: Path, manifest: dict[str, Any], runs: pd.DataFrame) -> 
     return lines
 
 
-def _save_fig(fig: Any, out: Path, stem: str, files: list[Path]) -> None:
+def save_figure(fig: Any, out: Path, stem: str, files: list[Path]) -> None:
     import matplotlib.pyplot as plt
 
     for ext in ("png", "svg"):
@@ -167,23 +167,23 @@ def build_report(
         else:
             report.tables.append(red)
         fig, _ = plot_memory(runs)
-        _save_fig(fig, out, "memory", report.files)
+        save_figure(fig, out, "memory", report.files)
     has_curves = {"cell_id", "iteration", "train_seconds", "val_acc"} <= set(curves.columns)
     if not has_curves or curves.empty:
         report.notes.append("no validation curves: time-to-accuracy and accuracy-vs-time skipped.")
     else:
         report.tables.append(tta_table(runs, curves, fraction, window, patience))
         fig, _ = plot_val_vs_time(runs, curves, fraction)
-        _save_fig(fig, out, "val_vs_time", report.files)
+        save_figure(fig, out, "val_vs_time", report.files)
     report.tables.append(time_table(runs))
     ref = paper_table(runs)
     if not ref.data.empty:
         report.tables.append(ref)
-    _write_tables(report, out, formats)
+    write_tables(report, out, formats)
     return report
 
 
-def _write_tables(report: Report, out: Path, formats: Sequence[str]) -> None:
+def write_tables(report: Report, out: Path, formats: Sequence[str]) -> None:
     md = ["# memcomp report", ""] + [f"- {h}" for h in report.header] + [""]
     for t in report.tables:
         if "csv" in formats:

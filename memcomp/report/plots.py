@@ -25,7 +25,7 @@ from memcomp.report.normalize import (  # noqa: E402
 )
 from memcomp.report.tta import FRACTION  # noqa: E402
 
-__all__ = ["plot_memory", "plot_val_vs_time"]
+__all__ = ["plot_memory", "plot_memory_vs_k", "plot_val_vs_time"]
 
 BAR_COLUMNS = ["setting", "series", "source", "learner", "K", "x", "height", "drawn_height"]
 BAR_COLUMNS += ["oom", "status"]
@@ -191,3 +191,23 @@ def plot_val_vs_time(
     fig.suptitle("Validation accuracy vs training time")
     fig.tight_layout()
     return fig, agg[CURVE_COLUMNS].reset_index(drop=True)
+
+
+def plot_memory_vs_k(runs: pd.DataFrame) -> Figure:
+    """Peak memory (log) against inner steps K (log), one line per learner, from a runs table
+    (``learner``, ``inner_steps`` or ``learner.inner_steps``, ``peak_mem_mb``): linear, sqrt and
+    flat growth are straight lines of slope 1, 1/2 and 0."""
+    k = "learner.inner_steps" if "learner.inner_steps" in runs.columns else "inner_steps"
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for learner, group in runs[runs["status"] == "ok"].groupby("learner", sort=False):
+        group = group.sort_values(k)
+        ax.plot(group[k], group["peak_mem_mb"], marker="o", label=learner)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("inner-loop steps K")
+    ax.set_ylabel(f"peak memory above baseline (MB, {runs['mem_source'].iloc[0]})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Memory families: 32x32 Conv4-64, 5-way 5-shot, one task")
+    fig.tight_layout()
+    return fig
