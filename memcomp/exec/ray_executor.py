@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from memcomp.exec.remote import failed_outcome, outcome_from_result
+from memcomp.exec.remote import STOP_POLL_S, failed_outcome, outcome_from_result
 
 STOP_WAIT_S = 20.0  # how long Ctrl-C waits for the tasks to see the stop flag and return
 
@@ -88,16 +88,51 @@ def _cell_task(index: int, request: dict[str, Any], board: Any) -> dict[str, Any
     ctx = ray.get_runtime_context()
     node = f"{ray.util.get_node_ip_address()}/{ctx.get_node_id()[:8]}"
     board.post.remote(index, {"event": "node", "node": node})
-
-    def should_stop() -> bool:
-        try:
-            return bool(ray.get(board.stopping.remote(), timeout=10))
-        except Exception:  # noqa: BLE001 - the board's node died: the driver's job end stops us
-            return False
-
-    result = run_cell_request(request, lambda ev: board.post.remote(index, ev), should_stop)
+    with _StopWatch(board) as watch:
+        result = run_cell_request(request, lambda ev: board.post.remote(index, ev), watch.is_set)
     result["node"] = node
     return result
+
+
+class _StopWatch:
+    """Asks the board for the stop flag about once a second, from a thread of its own.
+
+    Not from the task's thread: a task blocked in ``ray.get`` on its main thread lends its CPUs
+    back to the node, which then starts another cell beside it (seen: two 1-CPU cells at once on
+    a 1-CPU node). Calls from another thread are not counted as the task blocking.
+    """
+
+    def __init__(self, board: Any) -> None:
+        import threading
+
+        self.board, self.stop, self.done = board, threading.Event(), threading.Event()
+        self.asked = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="memcomp-stop-watch", daemon=True)
+
+    def _watch(self) -> None:
+        import ray
+
+        while True:
+            try:
+                if ray.get(self.board.stopping.remote(), timeout=10):
+                    self.stop.set()
+            except Exception:  # noqa: BLE001 - board lost: the driver's job end stops us
+                pass
+            self.asked.set()
+            if self.stop.is_set() or self.done.wait(STOP_POLL_S):
+                return
+
+    def is_set(self) -> bool:
+        return self.stop.is_set()
+
+    def __enter__(self) -> _StopWatch:
+        self.thread.start()
+        self.asked.wait(10)  # the first answer, so that a task queued before Ctrl-C starts nothing
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()  # Ray reuses the worker process: the thread must end with the task
+        self.thread.join(timeout=15)
 
 
 def is_node_failure(error: BaseException) -> bool:

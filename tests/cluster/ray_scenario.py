@@ -2,7 +2,9 @@
 2 workers of 1 CPU), then ``memcomp run --executor ray`` twice:
 
 1. ``kill``: while a cell runs on a worker node, that node is killed by PID;
-2. ``interrupt``: Ctrl-C (SIGINT) after the first finished cell, then ``--resume`` on Ray.
+2. ``interrupt``: Ctrl-C (SIGINT) after the first finished cell, then ``--resume`` on Ray;
+
+and, from every cell child's per-step log, the most cells that ever ran at once.
 
 Prints one JSON line with what happened; the test checks the results folders.
 Usage: python ray_scenario.py SUITE OUT
@@ -80,15 +82,33 @@ def run_interrupt(suite: Path, out: Path, env: dict[str, str]) -> dict:
     }  # fmt: skip
 
 
+def max_concurrent(log: Path) -> int:
+    """Most cell children training at one instant, from fake-slow's per-step log (pid, time)."""
+    spans: dict[int, list[float]] = {}
+    for line in log.read_text().splitlines():
+        e = json.loads(line)
+        span = spans.setdefault(e["pid"], [e["t"], e["t"]])
+        span[0], span[1] = min(span[0], e["t"]), max(span[1], e["t"])
+    edges = sorted([(a, 1) for a, _ in spans.values()] + [(b, -1) for _, b in spans.values()])
+    running = most = 0
+    for _, step in edges:  # at equal times an end (-1) sorts first: touching spans don't overlap
+        running += step
+        most = max(most, running)
+    return most
+
+
 def main() -> None:
     suite, out = Path(sys.argv[1]), Path(sys.argv[2])
-    env = dict(os.environ)
+    # every cell child (started by the nodes, which get this env) logs its meta-steps here
+    env = {**os.environ, "MEMCOMP_TEST_ENV_LOG": str(out / "steps.jsonl")}
     report: dict = {}
     t0 = time.monotonic()
     with ray_cluster(out / "cluster", workers=2, env=env) as cluster:
         report["cluster_start_s"] = round(time.monotonic() - t0, 1)
         report["kill"] = run_kill(cluster, suite, out / "kill", env)
         report["interrupt"] = run_interrupt(suite, out / "interrupt", env)
+        report["cluster_cpus"] = len(cluster.nodes)  # 1 CPU per node, the head's included
+    report["max_concurrent_cells"] = max_concurrent(out / "steps.jsonl")
     print("SCENARIO " + json.dumps(report))
 
 

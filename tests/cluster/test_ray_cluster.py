@@ -53,3 +53,5 @@ def test_ray_cluster_kill_interrupt_resume(tmp_path: Path, reference: tuple[Path
     assert stop["resume_rc"] == 0, stop["resume_output"]
     resumed = _runs(Path(stop["folder"]))
     pd.testing.assert_frame_equal(resumed[SAME], ref[SAME])
+    # never more cells at once than the cluster has CPUs (a task must not lend its CPU away)
+    assert 2 <= report["max_concurrent_cells"] <= report["cluster_cpus"], report
