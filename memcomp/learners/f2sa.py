@@ -44,6 +44,7 @@ class F2sa(HeadBilevel):
     """Fully first-order bilevel learner on the head-only lower level."""
 
     test_params = {"inner_steps": 5, "inner_lr": 0.5, "lam": 10.0, "l2": 0.1}
+    host_sync_free = True  # checked by memcomp verify
     params: F2saParams
 
     def solve(self, zs: Tensor, ys: Tensor, zq: Tensor, yq: Tensor) -> Solution:

@@ -30,6 +30,7 @@ class Sama(HeadBilevel):
     """Finite-difference implicit learner on the head-only lower level."""
 
     test_params = {"inner_steps": 5, "inner_lr": 0.5, "l2": 0.1}
+    host_sync_free = True  # checked by memcomp verify
     params: SamaParams
 
     def solve(self, zs: Tensor, ys: Tensor, zq: Tensor, yq: Tensor) -> Solution:
