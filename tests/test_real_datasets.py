@@ -328,11 +328,9 @@ def test_tiered_formats_agree_and_label_mismatch(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ cache, sampling, status
 
 
-def test_cache_reused_and_invalidated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    df.write_mini_pkl(tmp_path / "m")
-    params = {"root": tmp_path / "m", "strict": False, "image_size": 10}
-    first = load_dataset("mini-imagenet", params)
-    calls = []
+def count_mini_decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gets one entry each time mini-imagenet's source is decoded (not cached)."""
+    calls: list[int] = []
     real_decode = miniimagenet.SPEC.decode
 
     def counting(src, p):
@@ -342,6 +340,14 @@ def test_cache_reused_and_invalidated(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(
         miniimagenet, "SPEC", dataclasses.replace(miniimagenet.SPEC, decode=counting)
     )
+    return calls
+
+
+def test_cache_reused_and_invalidated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    df.write_mini_pkl(tmp_path / "m")
+    params = {"root": tmp_path / "m", "strict": False, "image_size": 10}
+    first = load_dataset("mini-imagenet", params)
+    calls = count_mini_decodes(monkeypatch)
     again = load_dataset("mini-imagenet", params)
     assert calls == [] and again.manifest["cache"] == first.manifest["cache"]
     assert torch.equal(again.split("val").images, first.split("val").images)
@@ -393,16 +399,7 @@ def test_damaged_cache_entry_is_rebuilt(
         npy.unlink()
     else:
         npy.write_bytes(b"")
-    calls = []
-    real_decode = miniimagenet.SPEC.decode
-
-    def counting(src, p):
-        calls.append(1)
-        return real_decode(src, p)
-
-    monkeypatch.setattr(
-        miniimagenet, "SPEC", dataclasses.replace(miniimagenet.SPEC, decode=counting)
-    )
+    calls = count_mini_decodes(monkeypatch)
     again = load_dataset("mini-imagenet", params)
     assert calls == [1]  # decoded again, not read from the damaged entry
     assert (
