@@ -1,5 +1,6 @@
 """Open a memcomp HTML page in headless Chromium (Playwright driving the system binary) and
-report what a user would see, as JSON on stdout. Run by tests/test_browser_report.py inside a
+report what a user would see, as JSON on stdout (plotly charts of ``--plots interactive``
+included: drawn, and what hovering a point shows). Run by tests/test_browser_report.py inside a
 private network namespace (``unshare -n``), so any network request would also fail.
 
 usage: python browser_check.py PAGE [--sort TABLE:COLUMN] [--filter TABLE:COLUMN:VALUE]
@@ -32,6 +33,14 @@ HEAD_INDEX_JS = """([t, c]) => [...document.getElementById(t).tHead.rows[0].cell
 DRAWN_JS = """el => [...el.querySelectorAll('path,rect,polyline,circle,line,use,text')]
   .filter(e => { const r = e.getBoundingClientRect(); return r.width > 0 || r.height > 0; })
   .length"""
+
+PLOTLY_JS = """() => [...document.querySelectorAll('figure.mc-plotly')].map(f => {
+  const plot = f.querySelector('.js-plotly-plot');
+  const all = s => plot ? plot.querySelectorAll(s).length : 0;
+  return {id: f.id, svgs: all('.main-svg'), bars: all('.barlayer .point'),
+          lines: all('.scatterlayer .trace .js-line'),
+          traces: plot && plot.data ? plot.data.length : 0};
+})"""
 
 
 def column(page: Page, table: str, col: str) -> list[str]:
@@ -97,6 +106,25 @@ def plot_checks(page: Page) -> list[dict[str, Any]]:
     return plots
 
 
+def plotly_checks(page: Page) -> list[dict[str, Any]]:
+    """Each plotly chart: how much it drew, and the hover label of its first point."""
+    charts = page.evaluate(PLOTLY_JS)
+    for chart in charts:
+        point = page.locator(f"#{chart['id']} .point").first
+        chart["hover"] = ""
+        if not point.count():
+            continue
+        point.evaluate("e => e.scrollIntoView({block: 'center'})")
+        box = point.bounding_box()
+        if box:
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            label = page.locator(f"#{chart['id']} .hoverlayer .hovertext")
+            label.first.wait_for(timeout=5000)
+            chart["hover"] = label.first.text_content() or ""
+        page.mouse.move(0, 0)
+    return charts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("page", type=Path)
@@ -122,6 +150,7 @@ def main() -> None:
         result["sort"] = [sort_check(page, *s.split(":", 1)) for s in args.sort]
         result["filter"] = [filter_check(page, *f.split(":", 2)) for f in args.filter]
         result["search"] = [search_check(page, *s.split(":", 1)) for s in args.search]
+        result["plotly"] = plotly_checks(page)
         result["plots"] = plot_checks(page)
         browser.close()
     print(json.dumps(result))

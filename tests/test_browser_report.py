@@ -101,6 +101,25 @@ def test_report_page_loads_sorts_filters_and_draws(report_page: Path) -> None:
     assert sum(i.startswith("plot-cell-") for i in ids) == 4  # one per cell that trained
 
 
+def test_interactive_report_draws_plotly_charts_offline(run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("plotly")
+    res = CliRunner().invoke(
+        app, ["report", str(run), "--out", str(tmp_path), "--plots", "interactive"]
+    )
+    assert res.exit_code == 0, res.output
+    found = browse(tmp_path / "report.html")
+    assert_clean(found)  # no console error, no request but the page (plotly.js is inline)
+    charts = {c["id"]: c for c in found["plotly"]}
+    assert set(charts) == {"plot-memory", "plot-val_vs_time"}
+    memory, timing = charts["plot-memory"], charts["plot-val_vs_time"]
+    assert memory["svgs"] >= 1 and memory["bars"] >= 2 and memory["traces"] >= 2, memory
+    assert timing["svgs"] >= 1 and timing["lines"] == timing["traces"] >= 2, timing
+    assert "learner" in memory["hover"] and "K = " in memory["hover"], memory
+    assert " MB" in memory["hover"] or "OOM" in memory["hover"], memory
+    assert "val acc" in timing["hover"] and " s" in timing["hover"], timing
+    assert "plot-memory" not in [p["id"] for p in found["plots"]]  # the SVG's place is taken
+
+
 def test_index_and_compare_pages_work_in_the_browser(run: Path, tmp_path: Path) -> None:
     shutil.copytree(run, tmp_path / "results" / "tiny" / "20260101-000000")
     shutil.copytree(run, tmp_path / "results" / "tiny" / "20260102-000000")

@@ -39,6 +39,14 @@ class ReportFormat(str, Enum):
     csv = "csv"
 
 
+class PlotsChoice(str, Enum):
+    """``memcomp report --plots``: inline SVG (default) or plotly charts (the ``interactive``
+    extra) for report.html's main figures."""
+
+    static = "static"
+    interactive = "interactive"
+
+
 def parse_formats(value: str) -> tuple[str, ...]:
     """``"md,tex"`` -> ``("md", "tex")``; an unknown format is a usage error (exit 2)."""
     formats = tuple(f.strip() for f in value.split(",") if f.strip())

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from memcomp.cli.app import app, console, handle_errors
-from memcomp.cli.options import parse_formats
+from memcomp.cli.options import PlotsChoice, parse_formats
 from memcomp.errors import InputError
 
 
@@ -23,6 +23,13 @@ def report(
     html: bool = typer.Option(
         True, "--html/--no-html", help="Also write one self-contained report.html (default on)."
     ),
+    plots: PlotsChoice = typer.Option(
+        PlotsChoice.static,
+        "--plots",
+        help="report.html's memory and accuracy-vs-time figures: static SVG, or interactive "
+        "plotly charts (plotly.js inlined, works offline; pip install 'memcomp\\[interactive]'). "
+        "Run pages only: a diagnose folder's page stays static.",
+    ),
 ) -> None:
     """Tables and plots mirroring the paper: accuracy, memory vs K, accuracy vs time, TTA.
 
@@ -36,6 +43,8 @@ def report(
       memcomp report results/quickstart
 
       memcomp report results/quickstart/20261127-101500 --format md,tex,csv
+
+      memcomp report results/quickstart --plots interactive
 
       memcomp report results/
 
@@ -54,18 +63,27 @@ def report(
     from memcomp.report.html import build_html_page, write_html_report
     from memcomp.report.index import find_runs, write_index
 
+    mode = plots.value
+    if html and plots is PlotsChoice.interactive:
+        from memcomp.report.interactive import plotly_missing
+
+        why = plotly_missing()
+        if why:
+            raise InputError(why)  # exit 2, before anything is written
     below = [] if (results / "runs.csv").exists() else find_runs(results)
     if below and html and not any(p.parent == results for p in below):
-        index = write_index(results, out, lambda run: build_html_page(run, formats))
+        index = write_index(results, out, lambda run: build_html_page(run, formats, mode), mode)
         console.print(escape(f"{len(below)} runs; index.html: {index}"), soft_wrap=True)
         return
     results = resolve_results_dir(results)
     rep = build_report(results, out, formats)
     print_report(rep, console)
     if html:
-        page = write_html_report(results, rep, out if out is not None else results / "report")
+        page = write_html_report(results, rep, out if out is not None else results / "report", mode)
         if below:
-            index = write_index(results.parent, None, lambda run: build_html_page(run, formats))
+            index = write_index(
+                results.parent, None, lambda run: build_html_page(run, formats, mode), mode
+            )
             console.print(escape(f"index.html: {index}"), soft_wrap=True)
         console.print(escape(f"report.html: {page}"), soft_wrap=True)
 

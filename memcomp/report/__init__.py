@@ -38,12 +38,15 @@ FORMATS = ("md", "tex", "csv")
 
 @dataclass
 class Report:
-    """What ``build_report`` produced: header lines, tables, written files and notes."""
+    """What ``build_report`` produced: header lines, tables, written files and notes, and the
+    tidy data of each figure by its file stem (``memory``, ``val_vs_time``: what the plot drew,
+    reused by report.html's interactive charts)."""
 
     header: list[str]
     tables: list[Table]
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    figure_data: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def table(self, name: str) -> Table:
         """The table called ``name`` (e.g. ``accuracy``)."""
@@ -166,14 +169,14 @@ def build_report(
             report.notes.append("no maml/anil memory at matching K: reduction table skipped.")
         else:
             report.tables.append(red)
-        fig, _ = plot_memory(runs)
+        fig, report.figure_data["memory"] = plot_memory(runs)
         save_figure(fig, out, "memory", report.files)
     has_curves = {"cell_id", "iteration", "train_seconds", "val_acc"} <= set(curves.columns)
     if not has_curves or curves.empty:
         report.notes.append("no validation curves: time-to-accuracy and accuracy-vs-time skipped.")
     else:
         report.tables.append(tta_table(runs, curves, fraction, window, patience))
-        fig, _ = plot_val_vs_time(runs, curves, fraction)
+        fig, report.figure_data["val_vs_time"] = plot_val_vs_time(runs, curves, fraction)
         save_figure(fig, out, "val_vs_time", report.files)
     report.tables.append(time_table(runs))
     ref = paper_table(runs)

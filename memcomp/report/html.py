@@ -2,7 +2,9 @@
 network needed to open it). Built from the :class:`memcomp.report.Report` tables and figures plus
 the raw results: provenance and suite text, accuracy, memory versus K (paper Figure 2 rows where
 shapes match), accuracy versus wall-clock, time to accuracy, per-phase memory, failed cells with
-their log tail, and one section per cell.
+their log tail, and one section per cell. With ``plots="interactive"`` the memory and
+accuracy-vs-time figures are plotly charts (:mod:`memcomp.report.interactive`) drawn from the same
+tidy data as the static SVGs; everything else is the same page.
 """
 
 from __future__ import annotations
@@ -14,12 +16,18 @@ from typing import Any
 import pandas as pd
 
 from memcomp.fsutil import atomic_write_text
+from memcomp.report import paper_reference as paper
 from memcomp.report.htmlkit import esc, figure_svg, line_svg, page, plot_block, table_html
 from memcomp.report.phase_memory import phase_memory_table, plot_phase_memory
 from memcomp.report.tables import Table, normalize_runs
 from memcomp.results import ResultsDir
 
-__all__ = ["LOG_TAIL_LINES", "html_report", "write_html_report"]
+__all__ = ["LOG_TAIL_LINES", "PLOTS", "html_report", "page_plots", "write_html_report"]
+
+PLOTS = ("static", "interactive")  # ``memcomp report --plots``
+PLOTS_META = "memcomp-plots"  # <meta name=...> that marks an interactive page (index.py reads it)
+MEMORY_CAPTION = "peak memory vs inner steps K"
+TIME_CAPTION = "validation accuracy vs training time"
 
 LOG_TAIL_LINES = 40
 _PROVENANCE = [
@@ -72,6 +80,29 @@ def _table(report_tables: dict[str, Table], name: str, filters: tuple[str, ...] 
 def _svg_file(files: list[Path], stem: str, caption: str) -> str:
     path = next((p for p in files if p.name == f"{stem}.svg" and p.exists()), None)
     return plot_block(path.read_text(), caption, f"plot-{stem}") if path else ""
+
+
+def _figures(report: Any, runs: pd.DataFrame, plots: str) -> tuple[str, str]:
+    """The memory and accuracy-vs-time figure blocks: inline SVG, or plotly charts (SVG where
+    the report kept no tidy data for a figure)."""
+    memory = _svg_file(report.files, "memory", MEMORY_CAPTION)
+    timing = _svg_file(report.files, "val_vs_time", TIME_CAPTION)
+    if plots != "interactive":
+        return memory, timing
+    from memcomp.report.interactive import Charts, memory_figure, val_vs_time_figure
+
+    data = getattr(report, "figure_data", {})
+    charts = Charts()  # page order: the first chart carries plotly.js
+    if "memory" in data and len(data["memory"]):
+        memory = charts.block(memory_figure(data["memory"]), "plot-memory", MEMORY_CAPTION)
+    if "val_vs_time" in data and len(data["val_vs_time"]):
+        learners = {
+            str(v): paper.canonical_learner(str(n)) or str(n)
+            for v, n in zip(runs["variant"], runs["learner"], strict=True)
+        }
+        fig = val_vs_time_figure(data["val_vs_time"], learners)
+        timing = charts.block(fig, "plot-val_vs_time", TIME_CAPTION)
+    return memory, timing
 
 
 def _cells_frame(runs: pd.DataFrame) -> pd.DataFrame:
@@ -155,8 +186,11 @@ def _cell_sections(
     return "".join(parts)
 
 
-def html_report(results_dir: Path, report: Any) -> str:
-    """The page's HTML for ``results_dir`` and the :class:`memcomp.report.Report` built from it."""
+def html_report(results_dir: Path, report: Any, plots: str = "static") -> str:
+    """The page's HTML for ``results_dir`` and the :class:`memcomp.report.Report` built from it;
+    ``plots`` is ``"static"`` (inline SVG) or ``"interactive"`` (plotly, needs the extra)."""
+    if plots not in PLOTS:
+        raise ValueError(f"html_report: plots={plots!r}; choose from {list(PLOTS)}")
     rd = ResultsDir(Path(results_dir))
     manifest, curves, eps = rd.manifest_or_empty(), rd.curves(), rd.episodes()
     runs = normalize_runs(rd.runs(manifest))
@@ -170,14 +204,14 @@ def html_report(results_dir: Path, report: Any) -> str:
         f"started {esc(manifest.get('started_at', 'unknown'))}</p>"
     )
     notes = "".join(f'<p class="note">note: {esc(n)}</p>' for n in report.notes)
+    head = f'<meta name="{PLOTS_META}" content="{plots}">' if plots != "static" else ""
     sections = [("provenance", "Provenance", _provenance(manifest) + notes)]
     if runs.empty:
-        return page(f"memcomp report: {suite}", header, sections)
+        return page(f"memcomp report: {suite}", header, sections, head)
     sections.append(("accuracy", "Accuracy", _table(tables, "accuracy")))
-    memory = _svg_file(report.files, "memory", "peak memory vs inner steps K")
+    memory, timing = _figures(report, runs, plots)
     memory += _table(tables, "memory", ("setting", "source")) + _table(tables, "memory_reduction")
     sections.append(("memory", "Memory vs K", memory or '<p class="note">no memory data</p>'))
-    timing = _svg_file(report.files, "val_vs_time", "validation accuracy vs training time")
     timing += _table(tables, "time_to_accuracy") + _table(tables, "time_per_iter", ("setting",))
     sections.append(("time", "Accuracy vs wall-clock and time to accuracy", timing))
     phases = phase_memory_table(runs)
@@ -198,20 +232,33 @@ def html_report(results_dir: Path, report: Any) -> str:
     sections.append(
         ("per-cell", "Per-cell details", _cell_sections(Path(results_dir), runs, curves, eps))
     )
-    return page(f"memcomp report: {suite}", header, sections)
+    return page(f"memcomp report: {suite}", header, sections, head)
 
 
-def write_html_report(results_dir: Path, report: Any, out: Path) -> Path:
-    """Write ``out/report.html`` (atomically) and return its path."""
+def write_html_report(results_dir: Path, report: Any, out: Path, plots: str = "static") -> Path:
+    """Write ``out/report.html`` (atomically: the whole page or nothing) and return its path."""
+    text = html_report(Path(results_dir), report, plots)
     path = Path(out) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, html_report(Path(results_dir), report))
+    atomic_write_text(path, text)
     return path
 
 
-def build_html_page(run: Path, formats: tuple[str, ...] = ("md", "csv")) -> Path:
+def page_plots(path: Path) -> str:
+    """The ``plots`` a report.html was written with (``"static"`` where it does not say)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        start = f.read(2048)
+    found = start.find(f'<meta name="{PLOTS_META}" content="')
+    if found < 0:
+        return "static"
+    return start[found:].split('content="', 1)[1].split('"', 1)[0]
+
+
+def build_html_page(
+    run: Path, formats: tuple[str, ...] = ("md", "csv"), plots: str = "static"
+) -> Path:
     """``memcomp report RUN`` for one run: its tables and figures, then its report.html."""
     from memcomp.report import build_report
 
     rep = build_report(Path(run), None, formats)
-    return write_html_report(Path(run), rep, Path(run) / "report")
+    return write_html_report(Path(run), rep, Path(run) / "report", plots)

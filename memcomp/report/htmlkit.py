@@ -152,14 +152,16 @@ def esc(v: Any) -> str:
     return html.escape(str(v))
 
 
-def page(title: str, header: str, sections: Sequence[tuple[str, str, str]]) -> str:
-    """A whole HTML document: ``sections`` are (anchor id, heading, inner HTML)."""
+def page(title: str, header: str, sections: Sequence[tuple[str, str, str]], head: str = "") -> str:
+    """A whole HTML document: ``sections`` are (anchor id, heading, inner HTML); ``head`` is
+    extra markup at the top of ``<head>`` (e.g. a ``<meta>``)."""
     nav = "".join(f'<a href="#{esc(a)}">{esc(h)}</a>' for a, h, _ in sections)
     body = "".join(
         f'<section id="{esc(a)}"><h2>{esc(h)}</h2>{inner}</section>' for a, h, inner in sections
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"{head}"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
         f"<header>{header}</header><nav>{nav}</nav><main>{body}</main>"

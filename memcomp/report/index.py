@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from memcomp.fsutil import atomic_write_text
+from memcomp.report.html import page_plots
 from memcomp.report.htmlkit import esc, page, table_html
 from memcomp.results import ResultsDir
 
@@ -31,10 +32,11 @@ def report_page(run: Path) -> Path:
     return Path(run) / "report" / "report.html"
 
 
-def page_is_current(run: Path) -> bool:
-    """True when the run's report.html is newer than every results file it was built from."""
+def page_is_current(run: Path, plots: str = "static") -> bool:
+    """True when the run's report.html is newer than every results file it was built from and
+    was written with the same ``plots`` (static or interactive)."""
     html = report_page(run)
-    if not html.exists():
+    if not html.exists() or page_plots(html) != plots:
         return False
     inputs = [Path(run) / n for n in INPUTS if (Path(run) / n).exists()]
     return all(html.stat().st_mtime >= p.stat().st_mtime for p in inputs)
@@ -83,15 +85,17 @@ def write_index(
     folder: Path,
     out_dir: Path | None = None,
     build_page: Callable[[Path], Path] | None = None,
+    plots: str = "static",
 ) -> Path:
     """Write ``index.html`` for every run below ``folder`` into ``out_dir`` (default
-    ``folder``); ``build_page(run)`` is called for runs whose page is missing or outdated."""
+    ``folder``); ``build_page(run)`` is called for runs whose page is missing, outdated or was
+    written with other ``plots`` than ``build_page`` writes."""
     folder = Path(folder)
     out_dir = Path(out_dir) if out_dir is not None else folder
     runs = find_runs(folder)
     if build_page is not None:
         for run in runs:
-            if not page_is_current(run):
+            if not page_is_current(run, plots):
                 build_page(run)
     path = out_dir / "index.html"
     out_dir.mkdir(parents=True, exist_ok=True)
