@@ -7,13 +7,10 @@ folder exactly as a local run does, so no shared filesystem is needed. A task wh
 dies is submitted again (``max_retries`` times); each row records its ``attempts``, the
 ``retry_reasons`` and the ``node`` it finished on.
 
-Ctrl-C stops the tasks in flight WITHOUT ``ray.cancel``: cancelling a task whose reply is on its
-way crashes the driver inside Ray's core worker (``Check failed: it != submissible_tasks_.end()
-Tried to complete task that was not pending``, a known race of Ray's task cancellation, seen here
-with Ray 2.60). Instead the driver raises a flag on its progress board; every task asks the board
-about once a second, kills its cell child and returns, and a task that had not started yet returns
-at once. Tasks still running after :data:`STOP_WAIT_S` end with the driver's Ray job
-(``ray.shutdown()``: Ray ends the workers of a finished job, and a cell child dies with its worker).
+Ctrl-C stops the tasks in flight without ``ray.cancel`` (which can abort the driver inside Ray
+when a task's reply is on its way): the driver raises a stop flag on its progress board, each task
+polls it about once a second from a thread of its own and kills its cell child; tasks still running
+after :data:`STOP_WAIT_S` end with the driver's Ray job (docs/design.md section 9).
 
 Code: memcomp (and any ``$MEMCOMP_PLUGINS`` module) must be importable on every node (installed
 there, or shipped with ``runtime_env``, e.g. ``{"py_modules": ["/path/to/plugin_pkg"]}``).
@@ -95,12 +92,9 @@ def _cell_task(index: int, request: dict[str, Any], board: Any) -> dict[str, Any
 
 
 class _StopWatch:
-    """Asks the board for the stop flag about once a second, from a thread of its own.
-
-    Not from the task's thread: a task blocked in ``ray.get`` on its main thread lends its CPUs
-    back to the node, which then starts another cell beside it (seen: two 1-CPU cells at once on
-    a 1-CPU node). Calls from another thread are not counted as the task blocking.
-    """
+    """Asks the board for the stop flag about once a second, from a thread of its own: a task
+    blocked in ``ray.get`` on its main thread lends its CPUs to the node, which then starts another
+    cell beside it (docs/design.md section 9)."""
 
     def __init__(self, board: Any) -> None:
         import threading
