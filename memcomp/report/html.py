@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 
 from memcomp.fsutil import atomic_write_text
-from memcomp.report import paper_reference as paper
 from memcomp.report.htmlkit import esc, figure_svg, line_svg, page, plot_block, table_html
 from memcomp.report.phase_memory import phase_memory_table, plot_phase_memory
+from memcomp.report.plots import variant_styles
 from memcomp.report.tables import Table, normalize_runs
 from memcomp.results import ResultsDir
 
@@ -91,16 +91,12 @@ def _figures(report: Any, runs: pd.DataFrame, plots: str) -> tuple[str, str]:
         return memory, timing
     from memcomp.report.interactive import Charts, memory_figure, val_vs_time_figure
 
-    data = getattr(report, "figure_data", {})
+    data = report.figure_data
     charts = Charts()  # page order: the first chart carries plotly.js
     if "memory" in data and len(data["memory"]):
         memory = charts.block(memory_figure(data["memory"]), "plot-memory", MEMORY_CAPTION)
     if "val_vs_time" in data and len(data["val_vs_time"]):
-        learners = {
-            str(v): paper.canonical_learner(str(n)) or str(n)
-            for v, n in zip(runs["variant"], runs["learner"], strict=True)
-        }
-        fig = val_vs_time_figure(data["val_vs_time"], learners)
+        fig = val_vs_time_figure(data["val_vs_time"], variant_styles(runs))
         timing = charts.block(fig, "plot-val_vs_time", TIME_CAPTION)
     return memory, timing
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from memcomp.report.htmlkit import esc
-from memcomp.report.normalize import _learner_rank, _natural
+from memcomp.report.plots import learner_order
 
 __all__ = ["PLOTLY_HINT", "Charts", "memory_figure", "plotly_missing", "val_vs_time_figure"]
 
@@ -39,11 +39,14 @@ def plotly_missing() -> str | None:
 
 
 def _colours(learners: list[str]) -> dict[str, str]:
-    """Learner -> colour: tab10 (plotly's D3 palette) in the static figures' learner order."""
+    """Learner -> colour: plotly's D3 palette (matplotlib's tab10) in the static figures' order."""
     from plotly.colors import qualitative
 
-    order = sorted(set(learners), key=lambda n: (_learner_rank(n), n))
-    return {n: qualitative.D3[i % len(qualitative.D3)] for i, n in enumerate(order)}
+    return {n: _palette(qualitative.D3, i) for i, n in enumerate(learner_order(learners))}
+
+
+def _palette(colours: list[str], i: int) -> str:
+    return colours[i % len(colours)]
 
 
 def _panels(settings: list[str], title: str) -> Any:
@@ -125,23 +128,20 @@ def memory_figure(bars: pd.DataFrame) -> Any:
     return fig
 
 
-def val_vs_time_figure(curves: pd.DataFrame, learners: dict[str, str]) -> Any:
+def val_vs_time_figure(curves: pd.DataFrame, styles: dict[str, tuple[str, int, int]]) -> Any:
     """Validation accuracy versus training wall-clock, one line per variant and one panel per
-    setting, from :func:`plot_val_vs_time`'s tidy data (seed means per evaluation); ``learners``
-    maps a variant to its learner (colour and hover). Hover gives variant, learner, iteration,
-    seconds, accuracy and the number of seeds averaged."""
+    setting, from :func:`plot_val_vs_time`'s tidy data (seed means per evaluation); ``styles``:
+    :func:`variant_styles` of the runs (learner, colour and dash as in the static figure). Hover
+    gives variant, learner, iteration, seconds, accuracy and the number of seeds averaged."""
     import plotly.graph_objects as go
+    from plotly.colors import qualitative
 
     settings = list(dict.fromkeys(curves["setting"]))
     fig = _panels(settings, "Validation accuracy vs training wall-clock")
-    names = {str(v): str(learners.get(str(v), v)) for v in curves["variant"]}
-    colour = _colours(list(names.values()))
-    variants = sorted(names, key=lambda v: (_learner_rank(names[v]), names[v], _natural(v)))
-    dash: dict[str, str] = {}
-    seen: dict[str, int] = {}
-    for v in variants:
-        j = seen[names[v]] = seen.get(names[v], -1) + 1
-        dash[v] = DASHES[j % len(DASHES)]
+    style = {str(v): styles.get(str(v), (str(v), 0, 0)) for v in curves["variant"]}
+    names = {v: learner for v, (learner, _, _) in style.items()}
+    colour = {v: _palette(qualitative.D3, c) for v, (_, c, _) in style.items()}
+    dash = {v: DASHES[d % len(DASHES)] for v, (_, _, d) in style.items()}
     shown: set[str] = set()
     for i, setting in enumerate(settings):
         a = curves[curves["setting"] == setting]
@@ -154,7 +154,7 @@ def val_vs_time_figure(curves: pd.DataFrame, learners: dict[str, str]) -> Any:
                 name=v,
                 legendgroup=v,
                 showlegend=v not in shown,
-                line={"color": colour[names[v]], "dash": dash[v]},
+                line={"color": colour[v], "dash": dash[v]},
                 customdata=[
                     [v, names[v], int(it), int(n)]
                     for it, n in zip(c["iteration"], c["n_seeds"], strict=True)

@@ -170,7 +170,7 @@ def reduction_table(runs: pd.DataFrame, baselines: tuple[str, ...] = ("maml", "a
     notes = []
     for (setting, source), sub in allm.groupby(["setting", "source"], sort=False):
         for base in baselines:
-            ref_rows = sub[sub["learner"].map(lambda n: paper.canonical_learner(n) or n) == base]
+            ref_rows = sub[sub["learner"].map(paper.learner_key) == base]
             if ref_rows.empty:
                 continue
             ref_variant = sorted(ref_rows["variant"].unique(), key=_natural)[0]

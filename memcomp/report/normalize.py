@@ -75,7 +75,7 @@ def group_key(runs: pd.DataFrame) -> list[str]:
 
 
 def _learner_rank(name: str) -> int:
-    key = paper.canonical_learner(name) or name
+    key = paper.learner_key(name)
     return LEARNER_ORDER.index(key) if key in LEARNER_ORDER else len(LEARNER_ORDER)
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "MemoryPanel",
     "canonical_dataset",
     "canonical_learner",
+    "learner_key",
     "memory_panel_for",
 ]
 
@@ -170,6 +171,11 @@ def _squash(name: str) -> str:
 def canonical_learner(name: str) -> str | None:
     """Map a learner name (``itd_bio``, ``ITD-BiO``, ``Algorithm 1``...) to a paper key."""
     return _LEARNER_ALIASES.get(_squash(name))
+
+
+def learner_key(name: str) -> str:
+    """The paper key of a learner name where it has one, else the name itself."""
+    return canonical_learner(name) or name
 
 
 def canonical_dataset(name: str) -> str | None:

@@ -5,6 +5,7 @@ the tidy data it drew (one row per bar or curve point), so tests can check the d
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import matplotlib
 
@@ -25,7 +26,15 @@ from memcomp.report.normalize import (  # noqa: E402
 )
 from memcomp.report.tta import FRACTION  # noqa: E402
 
-__all__ = ["plot_memory", "plot_memory_vs_k", "plot_val_vs_time"]
+__all__ = [
+    "learner_order",
+    "plot_memory",
+    "plot_memory_vs_k",
+    "plot_val_vs_time",
+    "variant_styles",
+]
+
+LINE_STYLES = ("-", "--", ":", "-.")  # a learner's 1st, 2nd... variant
 
 BAR_COLUMNS = ["setting", "series", "source", "learner", "K", "x", "height", "drawn_height"]
 BAR_COLUMNS += ["oom", "status"]
@@ -49,21 +58,32 @@ def _empty(message: str) -> Figure:
     return fig
 
 
-def _key(name: str) -> str:
-    return paper.canonical_learner(name) or name
+def learner_order(names: Iterable[str]) -> list[str]:
+    """The learners of ``names`` (paper keys where they have one) in the figures' order: the
+    i-th gets colour i, in the static figures and in report.html's interactive charts alike."""
+    return sorted({paper.learner_key(str(n)) for n in names}, key=lambda n: (_learner_rank(n), n))
+
+
+def variant_styles(runs: pd.DataFrame) -> dict[str, tuple[str, int, int]]:
+    """Variant -> (learner, colour index, line-style index): one colour per learner
+    (:func:`learner_order`), one line style per variant of that learner."""
+    learners = learner_order(runs["learner"])
+    out: dict[str, tuple[str, int, int]] = {}
+    seen: dict[str, int] = {}
+    for v in _variant_order(runs):
+        learner = paper.learner_key(runs.loc[runs["variant"] == v, "learner"].iloc[0])
+        i = seen[learner] = seen.get(learner, -1) + 1
+        out[v] = (learner, learners.index(learner), i)
+    return out
 
 
 def _line_styles(runs: pd.DataFrame) -> dict[str, tuple[tuple[float, ...], str]]:
-    """Variant -> (colour, line style): one colour per learner, one style per variant of it."""
+    """Variant -> (colour, line style) for matplotlib (:func:`variant_styles`)."""
     cmap = plt.get_cmap("tab10")
-    learners = sorted({_key(n) for n in runs["learner"]}, key=lambda n: (_learner_rank(n), n))
-    out: dict[str, tuple[tuple[float, ...], str]] = {}
-    seen: dict[str, int] = {}
-    for v in _variant_order(runs):
-        learner = _key(runs.loc[runs["variant"] == v, "learner"].iloc[0])
-        i = seen[learner] = seen.get(learner, -1) + 1
-        out[v] = (cmap(learners.index(learner) % 10), ("-", "--", ":", "-.")[i % 4])
-    return out
+    return {
+        v: (cmap(c % 10), LINE_STYLES[s % len(LINE_STYLES)])
+        for v, (_, c, s) in variant_styles(runs).items()
+    }
 
 
 def plot_memory(runs: pd.DataFrame, with_paper: bool = True) -> tuple[Figure, pd.DataFrame]:
@@ -80,16 +100,21 @@ def plot_memory(runs: pd.DataFrame, with_paper: bool = True) -> tuple[Figure, pd
     settings = list(dict.fromkeys(mem["setting"]))
     fig, axes = _grid(len(settings))
     cmap = plt.get_cmap("tab10")
-    learners = sorted({_key(n) for n in mem["learner"]}, key=lambda n: (_learner_rank(n), n))
-    colour = {n: cmap(i % 10) for i, n in enumerate(learners)}
+    colour = {n: cmap(i % 10) for i, n in enumerate(learner_order(mem["learner"]))}
     drawn = []
     for ax, setting in zip(axes, settings, strict=True):
         m = mem[mem["setting"] == setting]
         ks = sorted(m["K"].unique())
-        present = {_key(n) for n in m["learner"]}
+        present = {paper.learner_key(n) for n in m["learner"]}
         p = pap[(pap["setting"] == setting) & pap["learner"].isin(present) & pap["K"].isin(ks)]
-        series = [("memcomp", v, _key(n)) for v, n in zip(m["variant"], m["learner"], strict=True)]
-        series += [("paper", v, _key(n)) for v, n in zip(p["variant"], p["learner"], strict=True)]
+        series = [
+            ("memcomp", v, paper.learner_key(n))
+            for v, n in zip(m["variant"], m["learner"], strict=True)
+        ]
+        series += [
+            ("paper", v, paper.learner_key(n))
+            for v, n in zip(p["variant"], p["learner"], strict=True)
+        ]
         # each learner's bars side by side: memcomp variants, then the paper's bar
         series = sorted(
             dict.fromkeys(series), key=lambda s: (_learner_rank(s[2]), s[2], s[0], _natural(s[1]))
@@ -99,7 +124,7 @@ def plot_memory(runs: pd.DataFrame, with_paper: bool = True) -> tuple[Figure, pd
         for j, (source, v, _) in enumerate(series):
             src = m if source == "memcomp" else p
             rows = src[src["variant"] == v].set_index("K")
-            learner = _key(rows["learner"].iloc[0])
+            learner = paper.learner_key(rows["learner"].iloc[0])
             for i, k in enumerate(ks):
                 if k not in rows.index:
                     continue
