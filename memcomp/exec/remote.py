@@ -44,9 +44,7 @@ def run_cell_request(
     child_request = {k: v for k, v in request.items() if k != "cell"}
     started_at = now()
     if should_stop is not None and should_stop():
-        return {"row": None, "curve": [], "episodes": [], "log": "", "exit_code": None,
-                "exit": "stopped before it started", "host": socket.gethostname(),
-                "pid": os.getpid(), "started_at": started_at, "stopped": True}  # fmt: skip
+        return _result({}, "", None, "stopped before it started", started_at, stopped=True)
     events: Queue[tuple[int, str, Any]] = Queue()
     child = start_child(0, cell, child_request, events)
     stopped, next_check = False, time.monotonic() + STOP_POLL_S
@@ -73,14 +71,22 @@ def run_cell_request(
         child.proc.kill()
         raise
     code = finish_child(child)
-    done = child.done or {}
+    return _result(
+        child.done or {}, child.stderr_text(), code, exit_description(code), started_at, stopped
+    )
+
+
+def _result(
+    done: dict[str, Any], log: str, code: int | None, how: str, started_at: str, stopped: bool
+) -> dict[str, Any]:
+    """What :func:`run_cell_request` returns, from the child's ``done`` message (if any)."""
     return {
         "row": done.get("row"),
         "curve": done.get("curve", []),
         "episodes": done.get("episodes", []),
-        "log": child.stderr_text(),
+        "log": log,
         "exit_code": code,
-        "exit": exit_description(code),
+        "exit": how,
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "started_at": started_at,
