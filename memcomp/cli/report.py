@@ -51,10 +51,9 @@ def report(
       memcomp report results/diagnose
     """
     from memcomp.report import build_report, print_report
-
-    formats = parse_formats(fmt)
     from memcomp.report.hypergrad import build_hypergrad_report, is_diagnostics_folder
 
+    formats = parse_formats(fmt)
     if is_diagnostics_folder(results):
         rep = build_hypergrad_report(results, out, formats, html)
         print_report(rep, console)
