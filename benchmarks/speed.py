@@ -6,7 +6,7 @@ random tasks (memory and time depend on shapes, not pixel values):
 
 * the floor: a plain supervised step (backbone + linear head, cross-entropy, forward+backward,
   Adam step) over the same images, all in one batch;
-* every learner in both execution modes: ``zero_grad``, ``meta_backward``, Adam step.
+* every learner in both execution modes (``--modes``): ``zero_grad``, ``meta_backward``, Adam step.
 
 Time: median of ``--iters`` synchronised steps after ``--warmup``
 (``memcomp.measure.timing.StepTimer``). Memory: peak increment of one extra step
@@ -87,6 +87,7 @@ class Config:
     memory: bool = True
     dtype: torch.dtype = torch.float32
     learners: list[str] = field(default_factory=list)
+    modes: tuple[str, ...] = MODES
     peer_tol: float = PEER_TOL
 
 
@@ -99,6 +100,7 @@ LEARNER_SPECS: dict[str, tuple[str, dict]] = {
     "anil-per-step": ("anil", {"features": "per-step"}),
     "itd-bio": ("itd-bio", {"features": "per-step"}),
     "mrml": ("mrml", {}),
+    "f2sa": ("f2sa", {}),
 }
 
 
@@ -230,7 +232,7 @@ def run_shape(shape: Shape, cfg: Config, device: torch.device, peers: bool) -> l
     record("floor", "-", lambda: floor_step(shape, cfg, tasks, device))
     for label in cfg.learners:
         name, extra = LEARNER_SPECS[label]
-        for mode in MODES:
+        for mode in cfg.modes:
             params = learner_params(name, extra, cfg, mode)
             record(
                 label,
@@ -380,7 +382,7 @@ def print_table(rows: list[dict]) -> None:
 
 def write_csv(rows: list[dict], path: Path, cfg: Config) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    extra = {k: v for k, v in asdict(cfg).items() if k not in ("learners", "memory")}
+    extra = {k: v for k, v in asdict(cfg).items() if k not in ("learners", "memory", "modes")}
     extra["dtype"] = str(cfg.dtype).removeprefix("torch.")
     fields = [
         "shape", "learner", "mode", "device", "status", "seconds", "peak_mb", "vs_floor",
@@ -398,6 +400,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--learners", nargs="+", default=list(LEARNER_SPECS), choices=LEARNER_SPECS)
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
+                    help="execution modes timed per learner")  # fmt: skip
     ap.add_argument("--meta-batch", type=int, default=32)
     ap.add_argument("--inner-steps", type=int, default=20)
     ap.add_argument("--cg-steps", type=int, default=20)
@@ -429,6 +433,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         task_chunk=args.task_chunk,
         memory=not args.no_memory,
         learners=list(args.learners),
+        modes=tuple(args.modes),
         peer_tol=args.peer_tol,
     )
     shapes = [SHAPES[s] for s in args.shapes]
