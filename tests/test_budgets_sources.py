@@ -225,3 +225,13 @@ def test_check_on_cuda_without_a_gpu_is_exit_2(tmp_path):
         pytest.skip("a CUDA GPU is visible")
     with pytest.raises(InputError, match="no CUDA GPU"):
         run_check(path, device="cuda", console=quiet(), measure=FakeMeasure({}))
+
+
+def test_the_readme_example_is_a_valid_budget_file():
+    text = (ROOT / "README.md").read_text()
+    start = text.index("source: cpu-estimate     #")
+    example = yaml.safe_load(text[start : text.index("```", start)])
+    mrml, maml, anil = parse_budgets(example).budgets
+    assert mrml.allowed_mb("cuda") == pytest.approx(13.27 * 1.05)
+    assert mrml.allowed_mb("cpu-estimate") == 12.0  # the limit is tighter than 11.413 + 5%
+    assert not maml.has_numbers("cuda") and anil.allowed_mb("cuda") == 20.0
