@@ -77,9 +77,11 @@ class Cell:
 
     def label(self) -> str:
         s = self.setting
+        precision = self.train.precision or self.train.dtype
         return (
             f"{self.learner.label()} | {self.dataset.name} {s.ways}w{s.shots}s | "
             f"{self.backbone.label()} | seed {self.seed}"
+            + (f" | {precision}" if precision != "float32" else "")
         )
 
 

@@ -153,6 +153,8 @@ def normalize_runs(runs: pd.DataFrame) -> pd.DataFrame:
         varying[learner] = [
             c for c in knobs if (sub.groupby("group")[c].nunique(dropna=True) > 1).any()
         ]
+        if "precision" in varying[learner] and "dtype" in varying[learner]:
+            varying[learner].remove("dtype")  # the precision names the weights' dtype too
 
     def label(row: pd.Series, skip_k: bool) -> str:
         parts = [row["learner"]]
