@@ -34,8 +34,8 @@ def ampere() -> bool:
 
 def cell(learner: str, precision: str, params: dict[str, Any] | None = None, **kw: Any) -> Cell:
     """A tiny cell of ``learner`` (its contract's test_params unless ``params``)."""
-    data = {"name": "synthetic", "image_size": kw.pop("image_size", 8), "channels": 1,
-            "train_classes": 4, "val_classes": 3, "test_classes": 3, "images_per_class": 6}  # fmt: skip
+    data = {"name": "synthetic", "image_size": kw.pop("image_size", 8), "channels": 1}
+    data.update(train_classes=4, val_classes=3, test_classes=3, images_per_class=6)
     suite = {
         "name": "precision-gpu",
         "device": "cuda",
