@@ -10,6 +10,7 @@ import torch
 
 import memcomp
 from memcomp.config.cells import Cell
+from memcomp.config.settings import precision_of, storage_dtype
 from memcomp.measure.device import device_name
 from memcomp.results.schema import component_columns
 
@@ -28,7 +29,8 @@ def base_row(cell: Cell, device: torch.device) -> dict[str, Any]:
         "queries": c.setting.queries, "backbone": c.backbone.name,
         "learner": c.learner.name, "seed": c.seed, "test_protocol": c.test.protocol,
         "test_episodes": c.test.episodes, "meta_batch": c.train.meta_batch,
-        "outer_lr": c.train.lr, "optimizer": c.train.optimizer, "dtype": c.train.dtype,
+        "outer_lr": c.train.lr, "optimizer": c.train.optimizer, "dtype": storage_dtype(c.train),
+        "precision": precision_of(c.train),
         "iterations": c.train.iterations, "bn_mode": "transductive (per-task batch stats)",
         "device": device.type, "device_name": device_name(device),
         "torch_version": torch.__version__, "memcomp_version": memcomp.__version__,
