@@ -57,7 +57,8 @@ class Learner(nn.Module):
     cpu_execution: ClassVar[str] = "sequential"
     cpu_execution_reason: ClassVar[str] = (
         "batching did not pay on a CPU: maml, imaml, anil per-step 0.6-0.85x of sequential "
-        "(README Speed); anil once 0.75x, fomaml 0.55x, itd-bio 0.70x, r2d2 0.59x (2026-12-04)"
+        "(README Speed); fomaml 0.55x, itd-bio 0.70x, r2d2 0.59x, maml-recompute 0.68x, anil "
+        "once 0.75-1.10x (2026-12-04)"
     )
 
     def __init__(self, backbone: nn.Module, ways: int, params: LearnerParams) -> None:
