@@ -136,7 +136,9 @@ def test_stock_batchnorm_batched_gives_an_error_naming_the_fix() -> None:
 
     tasks = make_tasks()
     for name in ("maml", "fomaml", "imaml", "anil", "mrml"):
-        learner = build_learner(name, {"inner_steps": 1}, StockBatchNormNet(), 3).double()
+        learner = build_learner(
+            name, {"inner_steps": 1, "execution": "batched"}, StockBatchNormNet(), 3
+        ).double()
         with pytest.raises(ValueError, match="TaskBatchNorm2d"):
             learner.meta_backward(tasks)
         learner.params = learner.params.model_copy(update={"execution": "sequential"})

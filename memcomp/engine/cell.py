@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from memcomp.config.cells import Cell
+from memcomp.engine.choose import choose_into
 from memcomp.engine.row import base_row, one_line
 from memcomp.engine.setup import CellSetup, DataCache, precision_plan, setup_cell
 from memcomp.engine.train import (
@@ -101,6 +102,7 @@ def run_cell(
             row["dataset_checksum"] = setup.data.manifest.get("checksum", "")
             if on_setup:
                 on_setup(setup)
+            choose_into(row, cell, setup.learner, device, setup.data.split("train").image_shape)
             measure_into(row, setup, memory_source)
             train_and_test(setup, out, progress, checkpoint)
         row["status"] = "ok"

@@ -17,7 +17,7 @@ from memcomp.config.cells import Cell
 from memcomp.data import EpisodeSampler, Task
 from memcomp.engine.checkpoint import load_checkpoint, save_checkpoint
 from memcomp.engine.evaluation import AccuracyStats, evaluate
-from memcomp.engine.row import TEST_SEED, VAL_SEED
+from memcomp.engine.row import TEST_SEED, VAL_SEED, final_columns
 from memcomp.engine.setup import CellSetup, make_optimizer
 from memcomp.learners import Learner
 from memcomp.learners.convergence import divergence_reason
@@ -72,6 +72,7 @@ def _autocast(setup: CellSetup) -> AbstractContextManager[Any]:
 def measure_memory(setup: CellSetup, iterations: int = 2, source: str = "auto") -> MemoryResult:
     """Peak memory of meta-iterations on a copy of the learner: one warm-up, then measured ones."""
     learner = copy.deepcopy(setup.learner)
+    learner.execution_plan = setup.learner.execution_plan  # one plan: an OOM retry carries over
     opt = make_optimizer(setup.cell, learner)
     opt.load_state_dict(setup.optimizer.state_dict())
     gen = torch.Generator().manual_seed(setup.cell.seed + 1)
@@ -91,8 +92,22 @@ def measure_memory(setup: CellSetup, iterations: int = 2, source: str = "auto") 
     return meter.result()
 
 
+def record_execution(row: dict[str, Any], setup: CellSetup) -> None:
+    """The execution columns as the cell ran (an out-of-memory retry halves the chunk)."""
+    plan = setup.learner.execution_plan
+    if plan is not None:
+        row.update(final_columns(plan, setup.cell.train.meta_batch))
+
+
 def measure_into(row: dict[str, Any], setup: CellSetup, source: str) -> None:
-    mem = measure_memory(setup, source=source)
+    plan = setup.learner.execution_plan
+    retries = plan.oom_retries if plan is not None else 0
+    try:
+        mem = measure_memory(setup, source=source)
+        if plan is not None and plan.oom_retries != retries:
+            mem = measure_memory(setup, source=source)  # the failed chunk's peak is not the cell's
+    finally:
+        record_execution(row, setup)
     row.update(
         peak_mem_mb=mem.peak_mb,
         mem_baseline_mb=mem.baseline_mb,
@@ -107,6 +122,15 @@ def measure_into(row: dict[str, Any], setup: CellSetup, source: str) -> None:
 
 def train_and_test(
     setup: CellSetup, out: Any, progress: Progress | None, checkpoint: Path | None = None
+) -> None:
+    try:
+        _train_and_test(setup, out, progress, checkpoint)
+    finally:
+        record_execution(out.row, setup)
+
+
+def _train_and_test(
+    setup: CellSetup, out: Any, progress: Progress | None, checkpoint: Path | None
 ) -> None:
     cell, learner, dev = setup.cell, setup.learner, setup.device
     s, tr = cell.setting, cell.train

@@ -54,6 +54,9 @@ MEASURE_COLUMNS: dict[str, str] = {
     "mem_reserved_mb": "float", "mem_source": "str", "sec_per_iter": "float",
     "train_seconds": "float", "diverged_at": "int", "cg_residual": "float",
     "lower_grad_norm": "float", "resumed_from_iteration": "int",
+    # how the meta-batch ran (execution: auto chooses; memcomp/engine/choose.py)
+    "execution_mode": "str", "task_chunk_used": "int", "chunk_reason": "str",
+    "oom_retries": "int", "predicted_peak_mb": "float", "memory_budget_mb": "float",
 }  # fmt: skip
 PHASE_COLUMN = re.compile(r"^mem_[a-z0-9_]+_mb$")  # one per memory phase: mem_inner_mb, ...
 
@@ -62,9 +65,10 @@ RUN_COLUMNS = [
     "cell_id", "suite", "label", "status", "error", "dataset", "ways", "shots", "queries",
     "backbone", "learner", "seed", "test_acc", "test_ci95", "test_std", "test_episodes",
     "test_protocol", "best_val_acc", "final_val_acc", "peak_mem_mb", "mem_baseline_mb",
-    "mem_reserved_mb", "mem_source", "sec_per_iter", "train_seconds", "iterations", "diverged_at",
-    "cg_residual", "lower_grad_norm", "meta_batch", "outer_lr", "optimizer", "dtype",
-    *PRECISION_COLUMNS, "bn_mode",
+    "mem_reserved_mb", "mem_source", "predicted_peak_mb", "execution_mode", "task_chunk_used",
+    "oom_retries", "chunk_reason", "memory_budget_mb", "sec_per_iter", "train_seconds",
+    "iterations", "diverged_at", "cg_residual", "lower_grad_norm", "meta_batch", "outer_lr",
+    "optimizer", "dtype", *PRECISION_COLUMNS, "bn_mode",
     "device", "device_name", "torch_version", "memcomp_version", "dataset_checksum", "protocol",
     "finished_at",
 ]  # fmt: skip
