@@ -23,7 +23,14 @@ import torch
 from torch import Tensor
 
 from memcomp.config.settings import TrainConfig, planned_flags
-from memcomp.diagnose.sweep import Config, Problem, SharedWeights, make_tasks, meta_gradient
+from memcomp.diagnose.sweep import (
+    Config,
+    Problem,
+    SharedWeights,
+    maybe_float,
+    make_tasks,
+    meta_gradient,
+)
 from memcomp.diagnose.sweep import reference_for as _reference_for
 from memcomp.learners import LEARNERS, Learner
 from memcomp.measure.memory import MemoryMeter
@@ -188,15 +195,11 @@ def run_rounding(
                     "exact_norm": float(exact.norm()) if exact is not None else float("nan"),
                     "sec_per_meta_grad": seconds,
                     "peak_mem_mb": peak,
-                    "lower_grad_norm": _maybe(stats.lower_grad_norm),
-                    "cg_residual": _maybe(stats.cg_residual),
+                    "lower_grad_norm": maybe_float(stats.lower_grad_norm),
+                    "cg_residual": maybe_float(stats.cg_residual),
                 }
             )
     return rows
-
-
-def _maybe(x: Tensor | None) -> float | None:
-    return None if x is None else float(x)
 
 
 __all__ = ["ROUNDING_PRECISIONS", "compare", "plan_for", "rounding_sweep", "run_rounding"]

@@ -199,12 +199,12 @@ def run_sweep(
                 "exact_norm": float(exact.norm()),
                 "sec_per_meta_grad": seconds,
                 "peak_mem_mb": peak,
-                "lower_grad_norm": _maybe(stats.lower_grad_norm),
-                "cg_residual": _maybe(stats.cg_residual),
+                "lower_grad_norm": maybe_float(stats.lower_grad_norm),
+                "cg_residual": maybe_float(stats.cg_residual),
             }
         )
     return rows
 
 
-def _maybe(x: Tensor | None) -> float | None:
+def maybe_float(x: Tensor | None) -> float | None:
     return None if x is None else float(x)
