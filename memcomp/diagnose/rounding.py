@@ -27,8 +27,8 @@ from memcomp.diagnose.sweep import (
     Config,
     Problem,
     SharedWeights,
-    maybe_float,
     make_tasks,
+    maybe_float,
     meta_gradient,
 )
 from memcomp.diagnose.sweep import reference_for as _reference_for
