@@ -22,15 +22,13 @@ tolerance (whichever are given). ``cpu-estimate`` budgets are always measured on
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from memcomp.config import (
-    MAX_TASKS,
     Cell,
     Component,
     ConfigError,
@@ -46,9 +44,9 @@ from memcomp.config import (
     spec_union,
     validate,
 )
+from memcomp.config.budgets import TOLERANCE, BudgetKeys, BudgetSource
+from memcomp.config.budgets import BudgetEntry as _BudgetEntry
 
-Source_ = Literal["cuda", "cpu-estimate"]
-TOLERANCE = re.compile(r"^\+?\s*(\d+(?:\.\d*)?)\s*(%|MB)$", re.IGNORECASE)
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "dataset": {"name": "glyphs", "image_size": 28},
     "backbone": {"name": "conv4"},
@@ -65,31 +63,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class _Common(_Strict):
-    """Keys a budget and the ``defaults`` block share (components are merged, then checked)."""
-
-    dataset: dict[str, Any] | None = None
-    backbone: dict[str, Any] | None = None
-    setting: dict[str, Any] | None = None
-    learner: dict[str, Any] | None = None
-    meta_batch: int | None = Field(None, ge=1, le=MAX_TASKS)
-    iterations: int | None = Field(None, ge=1, le=100)
-    dtype: Literal["float32", "float64"] | None = None
-    seed: int | None = Field(None, ge=0, lt=2**32)
-    tolerance: str | None = Field(None, pattern=TOLERANCE.pattern)
-    source: Source_ | None = None
-
-
-class _BudgetEntry(_Common):
-    name: str | None = None
-    limit_mb: float | None = Field(None, gt=0, allow_inf_nan=False)
-    baseline_mb: float | None = Field(None, ge=0, allow_inf_nan=False)
-
-
 class _BudgetFile(_Strict):
-    source: Source_ = "cpu-estimate"
+    source: BudgetSource = "cpu-estimate"
     description: str = ""
-    defaults: _Common = Field(default_factory=_Common)
+    defaults: BudgetKeys = Field(default_factory=BudgetKeys)
     budgets: list[_BudgetEntry] = Field(min_length=1)
 
 
