@@ -49,7 +49,9 @@ learners:
 END = "meta_step"  # the first meta-step: the learner that trains exists by then
 
 
-def _carries(obj: Any, hit: Callable[[Any], bool], depth: int = 0, seen: set[int] | None = None) -> bool:
+def _carries(
+    obj: Any, hit: Callable[[Any], bool], depth: int = 0, seen: set[int] | None = None
+) -> bool:
     """Whether ``obj`` holds something ``hit`` recognises (containers, models, dataclasses and
     memcomp objects searched a few levels deep)."""
     if hit(obj):
@@ -222,7 +224,9 @@ def trace(isolation: str) -> dict[str, Any]:
             raise RuntimeError(f"the cell child wrote no trace ({child_out})")
         if isolation == "process":
             child = json.loads(child_out.read_text())
-            stops = {k: sorted(v + child.get(k, []), key=lambda s: s["t"]) for k, v in stops.items()}
+            stops = {
+                k: sorted(v + child.get(k, []), key=lambda s: s["t"]) for k, v in stops.items()
+            }
     end = constructed_at(stops[PARAM])
     return {k: summarise(v, end) for k, v in stops.items()}
 
