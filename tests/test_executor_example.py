@@ -78,8 +78,8 @@ def test_the_suite_section_validates_and_configures_it(tmp_path: Path) -> None:
     bad = suite_file(tmp_path, executor={"kind": "serial-reverse", "serial-reverse": {"nte": 1}})
     res = runner.invoke(app, ["validate", str(bad)])
     assert res.exit_code == 2 and "executor.serial-reverse.nte: unknown key" in res.output
-    suite = suite_file(tmp_path, executor={"kind": "serial-reverse",
-                                           "serial-reverse": {"note": "from the suite"}})  # fmt: skip
+    section = {"kind": "serial-reverse", "serial-reverse": {"note": "from the suite"}}
+    suite = suite_file(tmp_path, executor=section)
     assert runner.invoke(app, ["validate", str(suite)]).exit_code == 0
     events: list[ProgressEvent] = []
     folder, outcomes = memcomp.run_suite(suite, tmp_path / "out", events.append)
