@@ -83,11 +83,12 @@ class SlurmCellJob(_Base):  # type: ignore[misc,valid-type]
     def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         import torch
 
-        from memcomp.exec.child import cell_from_json
+        from memcomp.exec.child import cell_from_json, load_plugins
         from memcomp.exec.options import save_outcome
         from memcomp.exec.remote import run_cell_request
         from memcomp.results.store import ResultsDir
 
+        load_plugins(request.get("plugins", []))  # the cell's components are typed by registries
         cell = cell_from_json(request["cell"])
         result = run_cell_request(request)
         if result["row"] is None and result["exit_code"] == -signal.SIGTERM:
