@@ -31,7 +31,7 @@ check-budgets: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/memcomp check budgets/ci.yaml --device cpu --junit memcomp-budgets.xml
 
 test: lint $(STAMP)
-	$(BIN)/python -m pytest -m "slow or not slow"
+	$(BIN)/python -m pytest -m "slow or not slow" -n 2 --dist loadgroup
 	$(MAKE) check-budgets
 
 clean:

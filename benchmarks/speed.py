@@ -6,17 +6,27 @@ random tasks (memory and time depend on shapes, not pixel values):
 
 * the floor: a plain supervised step (backbone + linear head, cross-entropy, forward+backward,
   Adam step) over the same images, all in one batch;
-* every learner in both execution modes: ``zero_grad``, ``meta_backward``, Adam step.
+* every learner in both execution modes (``--modes``): ``zero_grad``, ``meta_backward``, Adam step.
 
 Time: median of ``--iters`` synchronised steps after ``--warmup``
 (``memcomp.measure.timing.StepTimer``). Memory: peak increment of one extra step
 (``memcomp.measure.memory.MemoryMeter``, source ``auto``: CUDA's allocator on a GPU, the
 dispatch-level estimate on the CPU). Prints ratios learner / floor and batched / sequential and
-writes a CSV to ``--out``. ``--peers`` adds peer implementations (``benchmarks/peers.py``)
-when importable.
+writes a CSV to ``--out``. A cell that fails (out of memory, any error) is a row with that status;
+the run goes on.
+
+``--peers`` adds peer implementations (``benchmarks/peers.py``). Before a peer is timed, its
+meta-gradient is checked against memcomp's learner in float64 on the same device, on the same
+shape and K with ``CHECK_TASKS`` tasks (float32 is no reference: second-order MAML's float32
+meta-gradient at K = 5..20 differs from the float64 one by 9-39% on an H200, so two correct
+float32 implementations differ that much too). The row's ``peer_check`` is ``ok``,
+``mismatch <rel. error>`` (status ``mismatch``; still timed) or ``error <message>`` (status
+``error``; not timed); ``peer_err_float64`` and ``peer_err_run`` (the same comparison in the run's
+dtype, for information) hold the relative errors.
 
     python benchmarks/speed.py --device cuda --out speed.csv
     python benchmarks/speed.py --quick             # tiny sizes on the CPU, a few seconds
+    python benchmarks/speed.py --shapes cifar --learners maml --meta-batch 4 --inner-steps 5 --peers
 """
 
 from __future__ import annotations
@@ -24,8 +34,10 @@ from __future__ import annotations
 import argparse
 import csv
 import gc
+import importlib.util
 import math
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -40,6 +52,8 @@ from memcomp.measure.timing import StepTimer
 from memcomp.types import Task
 
 MODES = ("sequential", "batched")
+CHECK_TASKS = 2  # tasks of a peer's float64 meta-gradient check (correctness, not scale)
+PEER_TOL = 1e-6  # relative error allowed between a peer and memcomp in float64
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,8 @@ class Config:
     memory: bool = True
     dtype: torch.dtype = torch.float32
     learners: list[str] = field(default_factory=list)
+    modes: tuple[str, ...] = MODES
+    peer_tol: float = PEER_TOL
 
 
 # label -> (registry name, extra params); K and N are filled in from the config.
@@ -84,6 +100,7 @@ LEARNER_SPECS: dict[str, tuple[str, dict]] = {
     "anil-per-step": ("anil", {"features": "per-step"}),
     "itd-bio": ("itd-bio", {"features": "per-step"}),
     "mrml": ("mrml", {}),
+    "f2sa": ("f2sa", {}),
 }
 
 
@@ -178,24 +195,36 @@ def is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
+def one_line(err: BaseException, limit: int = 200) -> str:
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:limit]
+
+
+def free_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def run_shape(shape: Shape, cfg: Config, device: torch.device, peers: bool) -> list[dict]:
     tasks = make_tasks(cfg, shape, device)
     rows: list[dict] = []
 
-    def record(label: str, mode: str, build: Callable[[], tuple]) -> None:
+    def record(label: str, mode: str, build: Callable[[], tuple], **extra: object) -> None:
+        """Time ``build()``'s step into a row; a failure is the row's status, never the end."""
         row = {"shape": shape.name, "learner": label, "mode": mode, "device": str(device)}
+        row.update(extra)
         try:
             step, resident = build()
             row["seconds"], row["peak_mb"] = measure(step, cfg, device, resident)
-            row["status"] = "ok"
-        except Exception as err:  # an OOM (or a missing peer) must not end the run
-            if not is_oom(err) and not isinstance(err, ImportError):
-                raise
-            row.update(seconds=math.nan, peak_mb=math.nan, status=type(err).__name__)
+            row.setdefault("status", "ok")
+        except Exception as err:  # noqa: BLE001 - an OOM, a missing peer, a bug: one row each
+            oom = is_oom(err)
+            if not oom:
+                traceback.print_exc(file=sys.stderr)
+            row.update(seconds=math.nan, peak_mb=math.nan, status="oom" if oom else "error")
+            row["error"] = one_line(err)
         finally:
-            gc.collect()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            free_memory(device)
         rows.append(row)
         print(f"  {label:14s} {mode:10s} {fmt_row(row)}", flush=True)
 
@@ -203,7 +232,7 @@ def run_shape(shape: Shape, cfg: Config, device: torch.device, peers: bool) -> l
     record("floor", "-", lambda: floor_step(shape, cfg, tasks, device))
     for label in cfg.learners:
         name, extra = LEARNER_SPECS[label]
-        for mode in MODES:
+        for mode in cfg.modes:
             params = learner_params(name, extra, cfg, mode)
             record(
                 label,
@@ -213,17 +242,102 @@ def run_shape(shape: Shape, cfg: Config, device: torch.device, peers: bool) -> l
                 ),
             )
     if peers:
-        from peers import PEERS  # benchmarks/peers.py
-
-        def sequential_maml() -> Learner:
-            """memcomp's model a peer is checked against and runs on (peers never import us)."""
-            params = learner_params("maml", {}, cfg, "sequential")
-            return make_learner("maml", params, shape, cfg, device)
-
-        for label, factory in PEERS.items():
-            record(label, "peer", lambda f=factory: f(sequential_maml(), tasks))
+        for peer in load_peers().values():
+            check = check_peer(peer, shape, cfg, device)
+            if check["status"] == "error":
+                rows.append({"shape": shape.name, "learner": peer.name, "mode": "peer",
+                             "device": str(device), "seconds": math.nan, "peak_mb": math.nan,
+                             **check})  # fmt: skip
+                print(f"  {peer.name:14s} {'peer':10s} {check['peer_check']}", flush=True)
+                continue
+            record(peer.name, "peer", lambda p=peer: peer_step(p, shape, cfg, device, tasks),
+                   **check)  # fmt: skip
     add_ratios(rows)
     return rows
+
+
+# --- peers -----------------------------------------------------------------------------------
+
+
+def load_peers() -> dict:
+    """``PEERS`` of ``benchmarks/peers.py`` (loaded from beside this file, whatever the path)."""
+    path = Path(__file__).resolve().parent / "peers.py"
+    spec = importlib.util.spec_from_file_location("memcomp_bench_peers", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module.PEERS
+
+
+def peer_learner(peer, shape: Shape, cfg: Config, device: torch.device) -> Learner:
+    """memcomp's sequential learner that ``peer`` re-implements: the model both run on."""
+    name, extra = LEARNER_SPECS[peer.learner]
+    params = learner_params(name, extra, cfg, "sequential")
+    return make_learner(name, params, shape, cfg, device)
+
+
+def _flat_grad(params: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([p.grad.reshape(-1) for p in params])
+
+
+def peer_error(peer, shape: Shape, cfg: Config, device: torch.device) -> float:
+    """Relative error ``|g_peer - g| / |g|`` of the peer's meta-gradient against memcomp's, on
+    ``cfg.meta_batch`` tasks in ``cfg.dtype`` (same weights, same tasks)."""
+    tasks = make_tasks(cfg, shape, device, seed=1)
+    learner = peer_learner(peer, shape, cfg, device)
+    meta = learner.meta_parameters()
+    learner.zero_grad(set_to_none=True)
+    learner.meta_backward(tasks)
+    ours = _flat_grad(meta)
+    learner.zero_grad(set_to_none=True)
+    peer.build(learner, tasks)()
+    theirs = _flat_grad(meta)
+    return float((theirs - ours).norm() / ours.norm())
+
+
+def check_peer(peer, shape: Shape, cfg: Config, device: torch.device) -> dict:
+    """The row fields of a peer's meta-gradient check: float64 decides (``status`` ok, mismatch
+    or error), the run's dtype is recorded beside it."""
+    small = replace(cfg, meta_batch=min(cfg.meta_batch, CHECK_TASKS))
+    out: dict = {"peer_err_float64": math.nan, "peer_err_run": math.nan}
+    try:
+        err = peer_error(peer, shape, replace(small, dtype=torch.float64), device)
+    except Exception as e:  # noqa: BLE001 - a broken or missing peer is a row, not the end
+        out.update(status="error", peer_check=f"error {one_line(e)}", error=one_line(e))
+        return out
+    finally:
+        free_memory(device)
+    out["peer_err_float64"] = err
+    ok = err <= cfg.peer_tol  # NaN is a mismatch
+    out.update(status="ok" if ok else "mismatch", peer_check="ok" if ok else f"mismatch {err:.2e}")
+    if cfg.dtype != torch.float64:
+        try:
+            out["peer_err_run"] = peer_error(peer, shape, small, device)
+        except Exception as e:  # noqa: BLE001 - information only
+            print(f"  {peer.name}: run-dtype comparison failed: {one_line(e)}", flush=True)
+        finally:
+            free_memory(device)
+    else:
+        out["peer_err_run"] = err
+    return out
+
+
+def peer_step(peer, shape: Shape, cfg: Config, device: torch.device, tasks: list[Task]):
+    """The timed step of a peer: its backward on memcomp's model, then the Adam step."""
+    learner = peer_learner(peer, shape, cfg, device)
+    opt = torch.optim.Adam(learner.meta_parameters(), lr=1e-4)
+    backward = peer.build(learner, tasks)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        backward()
+        opt.step()
+
+    return step, [learner, opt, tasks]
+
+
+# --- output ----------------------------------------------------------------------------------
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -231,24 +345,25 @@ def add_ratios(rows: list[dict]) -> None:
     floor = next(r["seconds"] for r in rows if r["learner"] == "floor")
     seq = {r["learner"]: r["seconds"] for r in rows if r["mode"] == "sequential"}
     for r in rows:
-        r["vs_floor"] = r["seconds"] / floor
+        r["vs_floor"] = r["seconds"] / floor if floor > 0 else math.nan  # NaN: it failed
         r["batched_speedup"] = (
-            seq[r["learner"]] / r["seconds"] if r["mode"] == "batched" else math.nan
+            seq.get(r["learner"], math.nan) / r["seconds"] if r["mode"] == "batched" else math.nan
         )
 
 
 def fmt_row(row: dict) -> str:
-    if row.get("status") != "ok":
-        return row.get("status", "?")
+    check = f"  peer_check {row['peer_check']}" if "peer_check" in row else ""
+    if row.get("status") not in ("ok", "mismatch"):
+        return f"{row.get('status', '?')}: {row.get('error', '')}{check}"
     mem = "" if row["peak_mb"] is None else f"{row['peak_mb']:9.1f} MB"
-    return f"{1000 * row['seconds']:10.2f} ms {mem}"
+    return f"{1000 * row['seconds']:10.2f} ms {mem}{check}"
 
 
 def print_table(rows: list[dict]) -> None:
     print()
     print(
         f"{'shape':13s} {'learner':14s} {'mode':10s} {'ms/iter':>10s} {'peak MB':>9s} "
-        f"{'x floor':>8s} {'seq/bat':>8s}"
+        f"{'x floor':>8s} {'seq/bat':>8s}  status"
     )
     for r in rows:
         peak = r.get("peak_mb")
@@ -258,22 +373,23 @@ def print_table(rows: list[dict]) -> None:
             else (f"{peak:.1f}")
         )
         speed = "" if math.isnan(r["batched_speedup"]) else f"{r['batched_speedup']:.2f}"
+        status = r["status"] + (f" (peer_check {r['peer_check']})" if "peer_check" in r else "")
         print(
             f"{r['shape']:13s} {r['learner']:14s} {r['mode']:10s} {1000 * r['seconds']:10.2f} "
-            f"{peak_s:>9s} {r['vs_floor']:8.2f} {speed:>8s}"
+            f"{peak_s:>9s} {r['vs_floor']:8.2f} {speed:>8s}  {status}"
         )
 
 
 def write_csv(rows: list[dict], path: Path, cfg: Config) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    extra = {k: v for k, v in asdict(cfg).items() if k not in ("learners", "memory")}
+    extra = {k: v for k, v in asdict(cfg).items() if k not in ("learners", "memory", "modes")}
     extra["dtype"] = str(cfg.dtype).removeprefix("torch.")
     fields = [
         "shape", "learner", "mode", "device", "status", "seconds", "peak_mb", "vs_floor",
-        "batched_speedup", *extra,
+        "batched_speedup", "error", "peer_check", "peer_err_float64", "peer_err_run", *extra,
     ]  # fmt: skip
     with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer = csv.DictWriter(fh, fieldnames=fields, restval="")
         writer.writeheader()
         for r in rows:
             writer.writerow({**r, **extra})
@@ -284,6 +400,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--learners", nargs="+", default=list(LEARNER_SPECS), choices=LEARNER_SPECS)
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
+                    help="execution modes timed per learner")  # fmt: skip
     ap.add_argument("--meta-batch", type=int, default=32)
     ap.add_argument("--inner-steps", type=int, default=20)
     ap.add_argument("--cg-steps", type=int, default=20)
@@ -292,7 +410,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--task-chunk", type=int, default=None, help="batched mode chunk size")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory step")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (quick: 1)")
-    ap.add_argument("--peers", action="store_true", help="add peer implementations if importable")
+    ap.add_argument("--peers", action="store_true", help="add peer implementations (peers.py)")
+    ap.add_argument("--peer-tol", type=float, default=PEER_TOL,
+                    help="float64 relative error allowed between a peer and memcomp")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="tiny CPU-friendly sizes (CI)")
     ap.add_argument("--out", type=Path, default=Path("speed.csv"))
     return ap.parse_args(argv)
@@ -313,6 +433,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         task_chunk=args.task_chunk,
         memory=not args.no_memory,
         learners=list(args.learners),
+        modes=tuple(args.modes),
+        peer_tol=args.peer_tol,
     )
     shapes = [SHAPES[s] for s in args.shapes]
     if args.quick:
@@ -330,5 +452,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     main()

@@ -107,7 +107,7 @@ def test_params_validation() -> None:
     entry = LEARNERS.get("anil")
     p = entry.params()
     assert (p.inner_steps, p.inner_lr, p.features) == (5, 0.1, "once")
-    assert (p.execution, p.task_chunk) == ("batched", None)
+    assert (p.execution, p.task_chunk) == ("auto", None)
     with pytest.raises(ValidationError):
         entry.params(features="twice")
     with pytest.raises(ValidationError):

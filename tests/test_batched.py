@@ -209,8 +209,7 @@ class HostReads(TorchDispatchMode):
 
 @pytest.mark.parametrize(("name", "params"), CASES, ids=IDS)
 def test_batched_meta_backward_never_reads_back(name: str, params: dict) -> None:
-    learner = tiny_learner(name, params)
-    assert learner.params.execution == "batched"
+    learner = tiny_learner(name, {**params, "execution": "batched"})
     tasks = tiny_tasks(2)
     with HostReads() as reads:
         stats = learner.meta_backward(tasks)
@@ -223,7 +222,7 @@ def test_batched_meta_backward_never_reads_back(name: str, params: dict) -> None
 def test_execution_params() -> None:
     for name in ("maml", "fomaml", "imaml", "anil", "itd-bio", "mrml"):
         p = LEARNERS.get(name).params()
-        assert (p.execution, p.task_chunk) == ("batched", None)
+        assert (p.execution, p.task_chunk) == ("auto", None)
         for bad in ({"execution": "parallel"}, {"task_chunk": 0}):
             with pytest.raises(ValidationError):
                 LEARNERS.get(name).params(**bad)

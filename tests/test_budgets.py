@@ -84,21 +84,22 @@ def test_parse_resolves_defaults_and_overrides():
     a, b = bf.budgets
     assert a.cell.learner.name == "mrml" and a.cell.learner.params["inner_steps"] == 7
     assert a.cell.backbone.params["hidden"] == 16 and a.iterations == 1
-    assert a.allowed_mb() == 3 and a.source == "cpu-estimate"
+    assert a.allowed_mb("cpu-estimate") == 3 and a.source == "cpu-estimate"
+    assert a.allowed_mb("cuda") is None  # a plain number is the stated source's only
     assert b.cell.backbone.params["hidden"] == 8 and b.cell.setting.shots == 2
     assert b.cell.setting.ways == 5 and b.source == "cuda"
-    assert b.allowed_mb() == pytest.approx(10.5)
+    assert b.allowed_mb("cuda") == pytest.approx(10.5) and b.baselines == {"cuda": 10.0}
     assert a.label.startswith("mrml K=7 | glyphs 28px 5w1s5q")
 
 
 def test_tolerance_in_mb_and_tightest_bound():
     entry = {"learner": {"name": "anil"}, "limit_mb": 9, "baseline_mb": 8, "tolerance": "+2 MB"}
     bf = parse_budgets({"budgets": [entry]})
-    assert bf.budgets[0].allowed_mb() == 9.0
+    assert bf.budgets[0].allowed_mb("cpu-estimate") == 9.0
     bf = parse_budgets(
         {"budgets": [{"learner": {"name": "anil"}, "baseline_mb": 8, "tolerance": "0.5MB"}]}
     )
-    assert bf.budgets[0].allowed_mb() == 8.5
+    assert bf.budgets[0].allowed_mb("cpu-estimate") == 8.5
 
 
 @pytest.mark.parametrize(
@@ -124,6 +125,19 @@ def test_tolerance_in_mb_and_tightest_bound():
          "budgets[0].setting.ways", "must be >= 2 (got 1)"),
         ({"learner": {"name": "mrml"}, "limit_mb": 1, "backbone": {"name": "conv4", "hid": 3}},
          "budgets[0].backbone.hid", "unknown key"),
+        ({"learner": {"name": "mrml"}, "limit_mb": 1, "baseline_mb": {"gpu": 1}},
+         "budgets[0].baseline_mb.gpu",
+         "unknown memory source 'gpu' (valid: cpu-estimate, cuda)"),
+        ({"learner": {"name": "mrml"}, "limit_mb": 1, "baseline_mb": {"cpu_estimate": 1}},
+         "budgets[0].baseline_mb.cpu_estimate", "did you mean 'cpu-estimate'?"),
+        ({"learner": {"name": "mrml"}, "limit_mb": 1, "baseline_mb": {"cuda": -1}},
+         "budgets[0].baseline_mb.cuda", "must be >= 0 (got -1)"),
+        ({"learner": {"name": "mrml"}, "limit_mb": {"cuda": 0}}, "budgets[0].limit_mb.cuda",
+         "must be > 0 (got 0)"),
+        ({"learner": {"name": "mrml"}, "limit_mb": 1, "baseline_mb": {}},
+         "budgets[0].baseline_mb", "must not be empty"),
+        ({"learner": {"name": "mrml"}, "limit_mb": 1, "baseline_mb": "big"},
+         "budgets[0].baseline_mb", "must be a number (got 'big')"),
     ],
 )  # fmt: skip
 def test_bad_budgets_name_the_field(budget, where, what):
@@ -317,7 +331,7 @@ def test_budgets_section_of_a_suite(tmp_path):
     assert run_check(path, update=True, device="cpu", console=quiet(), measure=fake) == 0
     bf = load_budgets(path)
     a, b = bf.budgets
-    assert a.baseline_mb == 3.0 and a.cell.train.meta_batch == 2  # suite defaults apply
+    assert a.baselines == {"cpu-estimate": 3.0} and a.cell.train.meta_batch == 2  # suite defaults
     assert a.cell.backbone.params["hidden"] == 8 and b.cell.backbone.params["hidden"] == 4
     assert run_check(path, device="cpu", console=quiet(), measure=fake) == 1  # maml over 5 MB
     from memcomp.config import load_suite

@@ -71,7 +71,7 @@ def test_main_writes_csv_and_figure(tmp_path, monkeypatch) -> None:
         entry, "default_sweep", lambda p: [Config("mrml", {"inner_steps": 5, "cg_steps": 2})]
     )
     monkeypatch.setattr(entry, "Problem", lambda: SMALL)
-    main(["--out", str(tmp_path), "--repeats", "1"])
+    main(["--out", str(tmp_path), "--repeats", "1", "--sweep", "hypergrad"])
     rows = pd.read_csv(tmp_path / "hypergrad-error.csv")
     assert rows["learner"].tolist() == ["mrml"] and rows["rel_error"][0] > 0
     assert rows["peak_mem_mb"][0] > 0
@@ -104,6 +104,7 @@ def test_cli_diagnose_command(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setattr(entry, "default_sweep", lambda p: [Config("sama", {"inner_steps": 3})])
     monkeypatch.setattr(entry, "Problem", lambda: SMALL)
-    res = CliRunner().invoke(app, ["diagnose", "--out", str(tmp_path), "--repeats", "1"])
+    args = ["diagnose", "--out", str(tmp_path), "--repeats", "1", "--sweep", "hypergrad"]
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert pd.read_csv(tmp_path / "hypergrad-error.csv")["learner"].tolist() == ["sama"]

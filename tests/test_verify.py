@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from memcomp.backbones.norm import _GROUPS, TaskBatchNorm2d
 from memcomp.cli import app
+from memcomp.cli.app import console
 from memcomp.learners.anil import Anil
 from memcomp.learners.itdbio import ItdBio
 from memcomp.learners.mrml import Mrml
@@ -98,7 +100,9 @@ def test_a_learner_that_syncs_in_its_inner_loop_is_caught() -> None:
     assert check.failed and check.error >= 1
 
 
-def test_verify_command_table_and_exit_codes() -> None:
+def test_verify_command_table_and_exit_codes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a wide console whatever ran before in this process (COLUMNS alone is not always read)
+    monkeypatch.setattr(console, "_width", 160)
     runner = CliRunner()
     res = runner.invoke(app, ["verify", "itd-bio"], env={"COLUMNS": "160"})
     assert res.exit_code == 0, res.output
@@ -136,7 +140,9 @@ def test_stock_batchnorm_batched_gives_an_error_naming_the_fix() -> None:
 
     tasks = make_tasks()
     for name in ("maml", "fomaml", "imaml", "anil", "mrml"):
-        learner = build_learner(name, {"inner_steps": 1}, StockBatchNormNet(), 3).double()
+        learner = build_learner(
+            name, {"inner_steps": 1, "execution": "batched"}, StockBatchNormNet(), 3
+        ).double()
         with pytest.raises(ValueError, match="TaskBatchNorm2d"):
             learner.meta_backward(tasks)
         learner.params = learner.params.model_copy(update={"execution": "sequential"})

@@ -9,12 +9,13 @@ baselines (``--update``) and :mod:`~memcomp.budgets.run` is the command.
 from __future__ import annotations
 
 from memcomp.budgets.junit import write_junit
-from memcomp.budgets.measure import VERDICTS, Measure, Outcome, check_budgets
+from memcomp.budgets.measure import VERDICTS, Measure, Outcome, check_budgets, measured_source
 from memcomp.budgets.run import run_check
-from memcomp.budgets.spec import Budget, BudgetFile, load_budgets, parse_budgets
+from memcomp.budgets.spec import SOURCES, Budget, BudgetFile, load_budgets, parse_budgets
 from memcomp.budgets.update import rewrite_baselines, update_file
 
 __all__ = [
+    "SOURCES",
     "VERDICTS",
     "Budget",
     "BudgetFile",
@@ -22,6 +23,7 @@ __all__ = [
     "Outcome",
     "check_budgets",
     "load_budgets",
+    "measured_source",
     "parse_budgets",
     "rewrite_baselines",
     "run_check",

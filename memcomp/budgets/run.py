@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from memcomp.budgets.junit import write_junit
-from memcomp.budgets.measure import VERDICTS, Measure, Outcome, check_budgets
+from memcomp.budgets.measure import VERDICTS, Measure, Outcome, check_budgets, measured_source
 from memcomp.budgets.spec import load_budgets
 from memcomp.budgets.update import update_file
 from memcomp.errors import InputError
@@ -35,7 +35,7 @@ def _table(outcomes: Sequence[Outcome], title: str) -> Table:
         table.add_row(
             str(b.index),
             b.label,
-            b.source,
+            o.source,
             "-" if o.measured_mb is None else f"{o.measured_mb:.3f}",
             "-" if o.allowed_mb is None else f"{o.allowed_mb:.3f}",
             margin,
@@ -54,8 +54,10 @@ def run_check(
 ) -> int:
     """Measure every budget in ``path``; 1 if any is exceeded (or fails to run), else 0.
 
-    Bad input raises :class:`InputError` (exit 2). ``--update`` rewrites the baselines from this
-    run (and then passes); ``measure`` replaces the runner's measurement (tests).
+    The device's memory source is measured (``cuda`` on a GPU, else ``cpu-estimate``) and each
+    budget judged by that source's numbers. Bad input raises :class:`InputError` (exit 2).
+    ``--update`` rewrites that source's baselines from this run, keeping the other source's (and
+    then passes); ``measure`` replaces the runner's measurement (tests).
     """
     console = console or Console()
     path = Path(path)
@@ -67,12 +69,13 @@ def run_check(
                     f"{path}: cannot --update: {where} is not writable (read-only file or file "
                     "system); make it writable or check without --update"
                 )
-    outcomes = check_budgets(budgets, device, measure)
+    dev, source = measured_source(device)
+    outcomes = check_budgets(budgets, device, measure, update=update)
     if update:
         for o in outcomes:
             if o.verdict in ("ok", "exceeded", "recorded"):
-                o.verdict, o.message = "recorded", f"baseline_mb <- {o.measured_mb:.3f}"
-    console.print(_table(outcomes, f"memory budgets: {path}"))
+                o.verdict, o.message = "recorded", f"{source} baseline_mb <- {o.measured_mb:.3f}"
+    console.print(_table(outcomes, f"memory budgets: {path} (memory source {source}, on {dev})"))
     for o in outcomes:
         if o.message and o.verdict in ("exceeded", "error", "skipped"):
             console.print(
@@ -81,13 +84,15 @@ def run_check(
                 highlight=False,
             )
     if junit is not None:
-        write_junit(outcomes, junit, path.stem)
+        write_junit(outcomes, junit, path.stem, source)
     if update:
-        n = update_file(path, budgets, outcomes)
-        console.print(f"updated {n} baseline(s) in {path}")
+        n = update_file(path, budgets, outcomes, source)
+        console.print(f"updated {n} {source} baseline(s) in {path} (other sources kept)")
     n = {v: sum(o.verdict == v for o in outcomes) for v in VERDICTS}
     console.print(
         f"{n['ok']} within budget, {n['exceeded']} exceeded, {n['error']} failed to run, "
-        f"{n['skipped']} skipped" + (f", {n['recorded']} recorded" if n["recorded"] else "")
+        f"{n['skipped']} skipped"
+        + (f", {n['recorded']} recorded" if n["recorded"] else "")
+        + f" (memory source {source})"
     )
     return 1 if any(o.failed for o in outcomes) else 0

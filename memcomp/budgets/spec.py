@@ -15,9 +15,17 @@ A budget file (or the ``budgets:`` section of a suite) lists cells and what thei
       - {learner: {name: mrml, inner_steps: 20}, limit_mb: 12}
       - {learner: {name: maml, inner_steps: 5}, baseline_mb: 30.1}
 
-A budget holds when the measurement is <= ``limit_mb`` and <= ``baseline_mb`` plus the
-tolerance (whichever are given). ``cpu-estimate`` budgets are always measured on the CPU;
-``cuda`` budgets are skipped where no GPU is available.
+Memory has two sources (:mod:`memcomp.measure.memory`): ``cpu-estimate`` (the CPU estimate) and
+``cuda`` (the CUDA caching allocator). They differ by a few percent, so a budget keeps a baseline
+(and optionally a limit) per source; a plain number belongs to the stated ``source`` (the budget's
+own, else the file's, else ``cpu-estimate``: old single-baseline files keep their meaning)::
+
+      - {learner: {name: mrml}, limit_mb: 12, baseline_mb: {cpu-estimate: 11.41, cuda: 13.27}}
+
+``memcomp check`` measures one source, the device's (``cuda`` on a GPU, else ``cpu-estimate``),
+and judges each budget by that source's numbers only: it holds when the measurement is <= the
+source's ``limit_mb`` and <= its ``baseline_mb`` plus the tolerance (whichever are given); a budget
+with neither for that source is skipped ("no cuda baseline"), never judged by the other source.
 """
 
 from __future__ import annotations
@@ -44,8 +52,9 @@ from memcomp.config import (
     spec_union,
     validate,
 )
-from memcomp.config.budgets import TOLERANCE, BudgetKeys, BudgetSource
+from memcomp.config.budgets import SOURCES, TOLERANCE, BudgetKeys, BudgetSource
 from memcomp.config.budgets import BudgetEntry as _BudgetEntry
+from memcomp.registry import unknown_name_message
 
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "dataset": {"name": "glyphs", "image_size": 28},
@@ -72,32 +81,38 @@ class _BudgetFile(_Strict):
 
 @dataclass
 class Budget:
-    """One resolved budget: the cell to measure and its bounds."""
+    """One resolved budget: the cell to measure and its bounds, per memory source."""
 
     index: int
     label: str
     cell: Cell
     iterations: int
-    source: str
-    limit_mb: float | None
-    baseline_mb: float | None
+    source: str  # the stated source: what a plain number in the file means
+    limits: dict[str, float]  # source -> limit_mb
+    baselines: dict[str, float]  # source -> baseline_mb
     tolerance: str | None
 
-    def allowed_mb(self) -> float | None:
-        """The tightest bound that applies (None: only a baseline to record)."""
-        bounds = [self.limit_mb] if self.limit_mb is not None else []
-        if self.tolerance is not None and self.baseline_mb is not None:
+    def has_numbers(self, source: str) -> bool:
+        """Whether ``source`` has a limit or a baseline to judge by."""
+        return source in self.limits or source in self.baselines
+
+    def allowed_mb(self, source: str) -> float | None:
+        """The tightest bound for ``source`` (None: nothing to judge by, only to record)."""
+        limit, baseline = self.limits.get(source), self.baselines.get(source)
+        bounds = [limit] if limit is not None else []
+        if self.tolerance is not None and baseline is not None:
             m = TOLERANCE.match(self.tolerance)
             assert m is not None
             x = float(m.group(1))
-            grow = self.baseline_mb * x / 100 if m.group(2) == "%" else x
-            bounds.append(self.baseline_mb + grow)
+            grow = baseline * x / 100 if m.group(2) == "%" else x
+            bounds.append(baseline + grow)
         return min(bounds) if bounds else None
 
-    def bound_text(self) -> str:
-        parts = [f"limit {self.limit_mb:g}"] if self.limit_mb is not None else []
-        if self.tolerance is not None and self.baseline_mb is not None:
-            parts.append(f"baseline {self.baseline_mb:g} {self.tolerance}")
+    def bound_text(self, source: str) -> str:
+        limit, baseline = self.limits.get(source), self.baselines.get(source)
+        parts = [f"{source} limit {limit:g}"] if limit is not None else []
+        if self.tolerance is not None and baseline is not None:
+            parts.append(f"{source} baseline {baseline:g} {self.tolerance}")
         return ", ".join(parts)
 
 
@@ -168,7 +183,7 @@ def parse_budgets(
     out: list[tuple[Loc, str]] = []
     top: Any = validate(_BudgetFile, data, (), out)
     if top is None:
-        raise ConfigError(src.problems(out))
+        raise ConfigError(src.problems(_source_keys(out)))
     base = _layer(
         _layer(BUILTIN_DEFAULTS, defaults or {}), top.defaults.model_dump(exclude_none=True)
     )
@@ -181,6 +196,24 @@ def parse_budgets(
         raise ConfigError(src.problems(out))
     path = Path(source_path) if source_path is not None else None
     return BudgetFile(path, top.source, budgets)
+
+
+def _source_keys(out: list[tuple[Loc, str]]) -> list[tuple[Loc, str]]:
+    """An unknown source in a per-source mapping, said as one (pydantic puts ``[key]`` last)."""
+    fixed = []
+    for loc, msg in out:
+        if loc and loc[-1] == "[key]":
+            key = str(loc[-2]) if len(loc) > 1 else ""
+            loc, msg = loc[:-1], unknown_name_message("memory source", key, list(SOURCES))
+        fixed.append((loc, msg))
+    return fixed
+
+
+def _by_source(value: float | dict[str, float] | None, stated: str) -> dict[str, float]:
+    """A plain number belongs to the stated source; a mapping says its sources itself."""
+    if value is None:
+        return {}
+    return dict(value) if isinstance(value, dict) else {stated: float(value)}
 
 
 def _resolve(
@@ -200,6 +233,8 @@ def _resolve(
     parts = {k: spec[k] for k in (*COMPONENTS, "setting")}
     got: Any = validate(model, parts, loc, out)
     tol = spec.get("tolerance")
+    stated = spec.get("source") or source
+    limits, baselines = _by_source(entry.limit_mb, stated), _by_source(entry.baseline_mb, stated)
     if entry.limit_mb is None and tol is None:
         out.append((loc, "give limit_mb and/or tolerance (with baseline_mb)"))
     elif tol is not None and entry.baseline_mb is None and require_baselines:
@@ -225,9 +260,9 @@ def _resolve(
         label=entry.name or _label(spec, got.setting),
         cell=cell,
         iterations=spec["iterations"],
-        source=spec.get("source") or source,
-        limit_mb=entry.limit_mb,
-        baseline_mb=entry.baseline_mb,
+        source=stated,
+        limits=limits,
+        baselines=baselines,
         tolerance=tol,
     )
 

@@ -1,4 +1,5 @@
-"""``memcomp check --update``: rewrite ``baseline_mb`` values, keeping comments and layout.
+"""``memcomp check --update``: rewrite one memory source's ``baseline_mb`` values, keeping the
+other source's, the comments and the layout.
 
 PyYAML's composer gives each node's position in the text, so the new values are spliced into the
 original text (no re-dump: comments, quoting and flow style stay as written), then the result is
@@ -14,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from memcomp.budgets.measure import Outcome
-from memcomp.budgets.spec import BudgetFile
+from memcomp.budgets.spec import SOURCES, BudgetFile
 from memcomp.errors import InputError
 from memcomp.fsutil import atomic_write_text as _atomic_write
 from memcomp.fsutil import remove_stale_temps
@@ -28,12 +29,50 @@ def _content_end(node: yaml.Node) -> int:
     return _content_end(last[1] if isinstance(last, tuple) else last)
 
 
-def rewrite_baselines(text: str, values: dict[int, float], list_key: str = "budgets") -> str:
-    """Set ``baseline_mb`` of the budgets at ``values``' indices, keeping comments and layout.
+def _flow_insert(text: str, node: yaml.MappingNode, entry: str) -> tuple[int, int, str]:
+    """Edit appending ``entry`` (``key: value``) inside a flow mapping's ``{...}``."""
+    close = text.rindex("}", 0, node.end_mark.index)
+    at = len(text[:close].rstrip())
+    sep = ", " if node.value else ""
+    return at, at, f"{sep}{entry}"
 
-    Existing values are replaced in place; missing keys are appended to the budget's mapping
-    (inside ``{...}`` for flow mappings, as a new line for block mappings).
+
+def _block_insert(text: str, node: yaml.MappingNode, entry: str) -> tuple[int, int, str]:
+    """Edit appending ``entry`` as a new line of a block mapping, at its keys' indentation."""
+    indent = " " * node.value[0][0].start_mark.column
+    eol = text.find("\n", _content_end(node.value[-1][1]))
+    eol = len(text) if eol < 0 else eol
+    return eol, eol, f"\n{indent}{entry}"
+
+
+def _set_key(text: str, node: yaml.MappingNode, key: str, value: str) -> tuple[int, int, str]:
+    """Edit setting ``key`` of ``node`` to the YAML text ``value`` (in place, or appended)."""
+    found = next((v for k, v in node.value if k.value == key), None)
+    if found is not None:
+        return found.start_mark.index, found.end_mark.index, value
+    if node.flow_style:
+        return _flow_insert(text, node, f"{key}: {value}")
+    return _block_insert(text, node, f"{key}: {value}")
+
+
+def rewrite_baselines(
+    text: str,
+    values: dict[int, float],
+    list_key: str = "budgets",
+    source: str = "cpu-estimate",
+    stated: dict[int, str] | None = None,
+) -> str:
+    """Set the ``source`` baseline of the budgets at ``values``' indices, keeping comments,
+    layout and the other source's baseline.
+
+    ``stated[i]`` is the source a plain number means in budget ``i`` (default: ``source``). A
+    plain ``baseline_mb`` of ``source`` is replaced in place; one of the other source becomes a
+    mapping ``{<its source>: <its text>, <source>: <new>}``; in a mapping the key is set or
+    appended. A budget without ``baseline_mb`` gets a plain number when ``source`` is its stated
+    source, else a one-entry mapping (inside ``{...}`` for flow budgets, as a new line for block
+    ones).
     """
+    stated = stated or {}
     root = yaml.compose(text)
     if not isinstance(root, yaml.MappingNode):
         raise InputError("budget file is not a mapping")
@@ -45,26 +84,37 @@ def rewrite_baselines(text: str, values: dict[int, float], list_key: str = "budg
         node = seq.value[i]
         if not isinstance(node, yaml.MappingNode) or not node.value:
             raise InputError(f"{list_key}[{i}] is not a mapping")
-        new = f"{value:.3f}"
+        new, own = f"{value:.3f}", stated.get(i, source)
         found = next((v for k, v in node.value if k.value == "baseline_mb"), None)
-        if found is not None:
+        if isinstance(found, yaml.MappingNode):
+            edits.append(_set_key(text, found, source, new))
+        elif found is not None and own == source:
             edits.append((found.start_mark.index, found.end_mark.index, new))
-        elif node.flow_style:
-            close = text.rindex("}", 0, node.end_mark.index)
-            at = len(text[:close].rstrip())
-            edits.append((at, at, f", baseline_mb: {new}"))
+        elif found is not None:  # a plain number of the other source: both, as a mapping
+            old = text[found.start_mark.index : found.end_mark.index]
+            pair = f"{{{own}: {old}, {source}: {new}}}"
+            edits.append((found.start_mark.index, found.end_mark.index, pair))
         else:
-            indent = " " * node.value[0][0].start_mark.column
-            eol = text.find("\n", _content_end(node.value[-1][1]))
-            eol = len(text) if eol < 0 else eol
-            edits.append((eol, eol, f"\n{indent}baseline_mb: {new}"))
+            edits.append(_set_key(text, node, "baseline_mb", new if own == source else
+                                  f"{{{source}: {new}}}"))  # fmt: skip
     for start, end, repl in sorted(edits, reverse=True):
         text = text[:start] + repl + text[end:]
     return text
 
 
-def update_file(path: Path, budgets: BudgetFile, outcomes: Sequence[Outcome]) -> int:
-    """Rewrite ``baseline_mb`` from this run's measurements; return how many were written."""
+def _baseline(entry: dict, source: str, stated: str) -> float | None:
+    """The ``source`` baseline written in a raw budget entry."""
+    value = entry.get("baseline_mb")
+    if isinstance(value, dict):
+        return value.get(source)
+    return value if value is not None and stated == source else None
+
+
+def update_file(
+    path: Path, budgets: BudgetFile, outcomes: Sequence[Outcome], source: str = "cpu-estimate"
+) -> int:
+    """Rewrite the ``source`` baselines from this run's measurements, keeping the other source's;
+    return how many were written."""
     values = {
         o.budget.index: o.measured_mb
         for o in outcomes
@@ -72,12 +122,18 @@ def update_file(path: Path, budgets: BudgetFile, outcomes: Sequence[Outcome]) ->
     }
     if not values:
         return 0
+    stated = {b.index: b.source for b in budgets.budgets}
     text = path.read_text(encoding="utf-8")
-    new = rewrite_baselines(text, values, budgets.list_key)
+    new = rewrite_baselines(text, values, budgets.list_key, source, stated)
     check = yaml.safe_load(new)[budgets.list_key]
-    for i, v in values.items():
-        if abs(float(check[i]["baseline_mb"]) - round(v, 3)) > 1e-9:
-            raise RuntimeError(f"rewriting {path} went wrong at {budgets.list_key}[{i}]")
+    others = [s for s in SOURCES if s != source]
+    for b in budgets.budgets:
+        entry, want = check[b.index], values.get(b.index)
+        got = _baseline(entry, source, b.source)
+        ok = want is None or (got is not None and abs(float(got) - round(want, 3)) <= 1e-9)
+        ok = ok and all(_baseline(entry, s, b.source) == b.baselines.get(s) for s in others)
+        if not ok:
+            raise RuntimeError(f"rewriting {path} went wrong at {budgets.list_key}[{b.index}]")
     remove_stale_temps(path)  # left by an --update that was killed while writing
     _atomic_write(path, new)
     return len(values)

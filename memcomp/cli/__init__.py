@@ -13,6 +13,7 @@ from memcomp.cli import (  # noqa: F401  (importing them registers the commands)
     data,
     diagnose,
     new,
+    plan,
     report,
     run,
     suite,

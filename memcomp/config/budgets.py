@@ -3,19 +3,43 @@
 The suite model types ``budgets:`` with :class:`BudgetEntry`, so ``memcomp validate`` and ``run``
 refuse a misspelt or out-of-range budget key as they refuse any other; ``memcomp check``
 (:mod:`memcomp.budgets.spec`) merges each entry over the defaults and checks its components.
+A limit or baseline is a number of the stated source, or one number per memory source
+(``{cpu-estimate: 11.41, cuda: 13.27}``).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from memcomp.config.problems import TAG
 from memcomp.config.settings import MAX_TASKS
 
+SOURCES = ("cpu-estimate", "cuda")  # memory sources a budget may keep numbers for
 BudgetSource = Literal["cuda", "cpu-estimate"]
 TOLERANCE = re.compile(r"^\+?\s*(\d+(?:\.\d*)?)\s*(%|MB)$", re.IGNORECASE)
+ONE, PER_SOURCE = TAG + "one", TAG + "per-source"
+
+
+def _one_or_per_source(value: Any) -> str:
+    return PER_SOURCE if isinstance(value, dict) else ONE
+
+
+def _per_source(number: Any) -> Any:
+    """A number of the stated source, or a mapping ``{cpu-estimate: x, cuda: y}``."""
+    return Annotated[
+        Union[  # noqa: UP007 - Annotated members need the Union spelling
+            Annotated[number, Tag(ONE)],
+            Annotated[dict[BudgetSource, number], Field(min_length=1), Tag(PER_SOURCE)],
+        ],
+        Discriminator(_one_or_per_source),
+    ]
+
+
+Limit = _per_source(Annotated[float, Field(gt=0, allow_inf_nan=False)])
+Baseline = _per_source(Annotated[float, Field(ge=0, allow_inf_nan=False)])
 
 
 class _Strict(BaseModel):
@@ -38,8 +62,8 @@ class BudgetKeys(_Strict):
 
 
 class BudgetEntry(BudgetKeys):
-    """One budget: the cell's keys over the defaults, and its bounds."""
+    """One budget: the cell's keys over the defaults, and its bounds (per source or not)."""
 
     name: str | None = None
-    limit_mb: float | None = Field(None, gt=0, allow_inf_nan=False)
-    baseline_mb: float | None = Field(None, ge=0, allow_inf_nan=False)
+    limit_mb: Limit | None = None
+    baseline_mb: Baseline | None = None

@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import Any
 
 from memcomp.config.registries import KINDS
-from memcomp.config.settings import Setting, TestConfig, TrainConfig
+from memcomp.config.settings import Setting, TestConfig, TrainConfig, train_identity
 from memcomp.registry import Params
 
 Loc = tuple[str | int, ...]
@@ -94,8 +94,7 @@ class Cell:
             "setting": self.setting.model_dump(),
             "backbone": {"name": self.backbone.name, **self.backbone.params},
             "learner": {"name": self.learner.name, **self.learner.params},
-            # checkpointing changes how a cell runs, not what it computes: not part of the id
-            "train": self.train.model_dump(exclude={"checkpoint_every"}),
+            "train": train_identity(self.train),  # without checkpoint_every; precision normalised
             "test": self.test.model_dump(),
             "seed": self.seed,
         }
@@ -111,9 +110,11 @@ class Cell:
 
     def label(self) -> str:
         s = self.setting
+        precision = self.train.precision or self.train.dtype
         return (
             f"{self.learner.label()} | {self.dataset.name} {s.ways}w{s.shots}s | "
             f"{self.backbone.label()} | seed {self.seed}"
+            + (f" | {precision}" if precision != "float32" else "")
         )
 
 

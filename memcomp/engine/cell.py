@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from memcomp.config.cells import Cell
+from memcomp.engine.choose import choose_into
 from memcomp.engine.row import base_row, one_line
-from memcomp.engine.setup import CellSetup, DataCache, setup_cell
+from memcomp.engine.setup import CellSetup, DataCache, precision_plan, setup_cell
 from memcomp.engine.train import (
     DivergedError,
     Progress,
@@ -29,6 +30,7 @@ from memcomp.engine.train import (
 from memcomp.errors import InputError
 from memcomp.measure.device import resolve_device
 from memcomp.measure.memory import MemoryResult
+from memcomp.measure.precision import precision_flags, unsupported
 
 _MEASURE_DATASETS = DataCache()  # owned here: budget checks measure many cells of one dataset
 
@@ -55,7 +57,10 @@ def measure_cell_memory(
     """Peak memory of ``cell``'s meta-iterations (used by ``memcomp check``); datasets are loaded
     once per process into the engine's own cache unless ``datasets`` is given."""
     datasets = datasets if datasets is not None else _MEASURE_DATASETS
-    return measure_memory(setup_cell(cell, resolve_device(device), datasets), iterations, source)
+    with precision_flags(precision_plan(cell)):
+        return measure_memory(
+            setup_cell(cell, resolve_device(device), datasets), iterations, source
+        )
 
 
 def skip_reason(cell: Cell) -> str | None:
@@ -84,18 +89,22 @@ def run_cell(
     """
     row = base_row(cell, device)
     out = CellOutcome(row)
-    reason = skip_reason(cell)
+    plan = precision_plan(cell)
+    reason = skip_reason(cell) or unsupported(plan.precision, device)
     if reason:
         row.update(status="skipped", error=reason)
         row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         return out
     try:
-        setup = setup_cell(cell, device, datasets)
-        row["dataset_checksum"] = setup.data.manifest.get("checksum", "")
-        if on_setup:
-            on_setup(setup)
-        measure_into(row, setup, memory_source)
-        train_and_test(setup, out, progress, checkpoint)
+        with precision_flags(plan) as in_force:  # TF32 and cuDNN flags, as read back from torch
+            row.update(in_force)
+            setup = setup_cell(cell, device, datasets)
+            row["dataset_checksum"] = setup.data.manifest.get("checksum", "")
+            if on_setup:
+                on_setup(setup)
+            choose_into(row, cell, setup.learner, device, setup.data.split("train").image_shape)
+            measure_into(row, setup, memory_source)
+            train_and_test(setup, out, progress, checkpoint)
         row["status"] = "ok"
     except DivergedError as e:
         row.update(status="diverged", diverged_at=e.iteration, error=str(e))

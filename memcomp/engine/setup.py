@@ -4,14 +4,16 @@ optimizer."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from memcomp.backbones import build_backbone
 from memcomp.config.cells import Cell
+from memcomp.config.settings import planned_flags
 from memcomp.data import EpisodeSampler, FewShotDataset, load_dataset
 from memcomp.learners import LEARNERS, Learner
+from memcomp.measure.precision import Autocast, PrecisionPlan
 
 
 class DataCache:
@@ -48,6 +50,13 @@ class CellSetup:
     train: EpisodeSampler
     learner: Learner
     optimizer: torch.optim.Optimizer
+    plan: PrecisionPlan | None = None
+    autocast: Autocast | None = field(default=None, repr=False)  # meta-steps and evaluation
+
+
+def precision_plan(cell: Cell) -> PrecisionPlan:
+    """The precision ``cell`` runs in: weights' dtype, TF32 and cuDNN flags, autocast dtype."""
+    return PrecisionPlan.from_flags(planned_flags(cell.train))
 
 
 def make_optimizer(cell: Cell, learner: Learner) -> torch.optim.Optimizer:
@@ -65,7 +74,10 @@ def make_learner(cell: Cell, backbone: torch.nn.Module) -> Learner:
 
 
 def setup_cell(cell: Cell, device: torch.device, datasets: DataCache | None = None) -> CellSetup:
-    """Seed, load data, build backbone + learner + optimiser on ``device``."""
+    """Seed, load data, build backbone + learner + optimiser on ``device``, in the weights' dtype
+    of the cell's precision (bf16: float32 master weights and optimiser state, autocast in the
+    meta-steps; the process-wide flags are set by the caller, :func:`memcomp.measure.precision.
+    precision_flags`)."""
     torch.manual_seed(cell.seed)
     data = (datasets or DataCache()).for_cell(cell)
     s = cell.setting
@@ -73,6 +85,9 @@ def setup_cell(cell: Cell, device: torch.device, datasets: DataCache | None = No
     in_shape = data.split("train").image_shape
     backbone = build_backbone(cell.backbone.name, dict(cell.backbone.params), in_shape)
     learner = make_learner(cell, backbone)
-    dtype = torch.float64 if cell.train.dtype == "float64" else torch.float32
-    learner.to(device=device, dtype=dtype)
-    return CellSetup(cell, device, dtype, data, train, learner, make_optimizer(cell, learner))
+    plan = precision_plan(cell)
+    learner.to(device=device, dtype=plan.torch_dtype)
+    opt = make_optimizer(cell, learner)
+    return CellSetup(
+        cell, device, plan.torch_dtype, data, train, learner, opt, plan, Autocast(plan, device)
+    )

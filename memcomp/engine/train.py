@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -14,7 +17,7 @@ from memcomp.config.cells import Cell
 from memcomp.data import EpisodeSampler, Task
 from memcomp.engine.checkpoint import load_checkpoint, save_checkpoint
 from memcomp.engine.evaluation import AccuracyStats, evaluate
-from memcomp.engine.row import TEST_SEED, VAL_SEED
+from memcomp.engine.row import TEST_SEED, VAL_SEED, final_columns
 from memcomp.engine.setup import CellSetup, make_optimizer
 from memcomp.learners import Learner
 from memcomp.learners.convergence import divergence_reason
@@ -38,10 +41,17 @@ class Progress(Protocol):
     def iteration_done(self, iteration: int, val_acc: float | None) -> None: ...
 
 
-def meta_step(learner: Learner, opt: torch.optim.Optimizer, tasks: list[Task]) -> Any:
-    """One meta-iteration: zero grads, meta-gradient, outer update."""
+def meta_step(
+    learner: Learner,
+    opt: torch.optim.Optimizer,
+    tasks: list[Task],
+    autocast: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> Any:
+    """One meta-iteration: zero grads, meta-gradient (inside ``autocast()``: the cell's
+    precision, e.g. bf16 autocast), outer update (on the float32/float64 master weights)."""
     opt.zero_grad(set_to_none=True)
-    stats = learner.meta_backward(tasks)
+    with autocast() if autocast is not None else contextlib.nullcontext():
+        stats = learner.meta_backward(tasks)
     with phase("outer_update"):
         opt.step()
     return stats
@@ -55,9 +65,14 @@ def _finite(stats: Any, learner: Learner) -> bool:
     return bool(torch.isfinite(torch.stack(vals).to(torch.float64)).all())
 
 
+def _autocast(setup: CellSetup) -> AbstractContextManager[Any]:
+    return setup.autocast() if setup.autocast is not None else contextlib.nullcontext()
+
+
 def measure_memory(setup: CellSetup, iterations: int = 2, source: str = "auto") -> MemoryResult:
     """Peak memory of meta-iterations on a copy of the learner: one warm-up, then measured ones."""
     learner = copy.deepcopy(setup.learner)
+    learner.execution_plan = setup.learner.execution_plan  # one plan: an OOM retry carries over
     opt = make_optimizer(setup.cell, learner)
     opt.load_state_dict(setup.optimizer.state_dict())
     gen = torch.Generator().manual_seed(setup.cell.seed + 1)
@@ -69,28 +84,53 @@ def measure_memory(setup: CellSetup, iterations: int = 2, source: str = "auto") 
         for _ in range(iterations + 1)
     ]
     meter = MemoryMeter(setup.device, source, resident=[learner, opt, batches])
-    meta_step(learner, opt, batches[0])  # warm-up: optimiser state, allocator, lazy init
+    meta_step(learner, opt, batches[0], setup.autocast)  # warm-up: optimiser state, allocator
     for tasks in batches[1:]:
         with meter.measure():
-            meta_step(learner, opt, tasks)
+            meta_step(learner, opt, tasks, setup.autocast)
     del learner, opt, batches
     return meter.result()
 
 
+def record_execution(row: dict[str, Any], setup: CellSetup) -> None:
+    """The execution columns as the cell ran (an out-of-memory retry halves the chunk)."""
+    plan = setup.learner.execution_plan
+    if plan is not None:
+        row.update(final_columns(plan, setup.cell.train.meta_batch))
+
+
 def measure_into(row: dict[str, Any], setup: CellSetup, source: str) -> None:
-    mem = measure_memory(setup, source=source)
+    plan = setup.learner.execution_plan
+    retries = plan.oom_retries if plan is not None else 0
+    try:
+        mem = measure_memory(setup, source=source)
+        if plan is not None and plan.oom_retries != retries:
+            mem = measure_memory(setup, source=source)  # the failed chunk's peak is not the cell's
+    finally:
+        record_execution(row, setup)
     row.update(
         peak_mem_mb=mem.peak_mb,
         mem_baseline_mb=mem.baseline_mb,
         mem_reserved_mb=mem.reserved_mb,
         mem_source=mem.source,
     )
+    if setup.autocast is not None:
+        row["autocast_dtype"] = setup.autocast.seen  # as found in force in the meta-steps
     for name, mb in mem.phases.items():
         row[f"mem_{name}_mb"] = mb
 
 
 def train_and_test(
     setup: CellSetup, out: Any, progress: Progress | None, checkpoint: Path | None = None
+) -> None:
+    try:
+        _train_and_test(setup, out, progress, checkpoint)
+    finally:
+        record_execution(out.row, setup)
+
+
+def _train_and_test(
+    setup: CellSetup, out: Any, progress: Progress | None, checkpoint: Path | None
 ) -> None:
     cell, learner, dev = setup.cell, setup.learner, setup.device
     s, tr = cell.setting, cell.train
@@ -121,7 +161,7 @@ def train_and_test(
         t0 = time.perf_counter()
         tasks = [t.to(dev, setup.dtype) for t in setup.train.sample_batch(gen, tr.meta_batch)]
         timer.start()
-        stats = meta_step(learner, setup.optimizer, tasks)
+        stats = meta_step(learner, setup.optimizer, tasks, setup.autocast)
         timer.stop()
         if not _finite(stats, learner):
             raise DivergedError(it)
@@ -136,7 +176,8 @@ def train_and_test(
         train_seconds += time.perf_counter() - t0
         val_acc = None
         if it % tr.eval_every == 0 or it == tr.iterations:
-            acc = evaluate(learner, val_eps, cell.test, dev, setup.dtype)
+            with _autocast(setup):
+                acc = evaluate(learner, val_eps, cell.test, dev, setup.dtype)
             val_acc = acc.mean
             best = max(best, val_acc)
             out.curve.append(
@@ -152,9 +193,11 @@ def train_and_test(
         if progress:
             progress.iteration_done(it, val_acc)
     test = EpisodeSampler(setup.data, "test", s.ways, s.shots, s.queries)
-    stats_t: AccuracyStats = evaluate(
-        learner, test.fixed_episodes(cell.test.episodes, TEST_SEED), cell.test, dev, setup.dtype
-    )
+    with _autocast(setup):
+        stats_t: AccuracyStats = evaluate(
+            learner, test.fixed_episodes(cell.test.episodes, TEST_SEED), cell.test, dev,
+            setup.dtype,
+        )  # fmt: skip
     out.episodes = stats_t.accs
     out.row.update(
         test_acc=stats_t.mean, test_ci95=stats_t.ci95, test_std=stats_t.std,

@@ -57,16 +57,22 @@ def load_plugins(names: list[str] | None = None) -> list[str]:
 
 
 def apply_memory_limit(device: Any, limit_mb: float | None) -> str | None:
-    """Cap this process's CUDA memory at ``limit_mb``; returns a note when it does not apply."""
+    """Cap this process's CUDA memory at ``limit_mb`` (a per-process memory fraction of the device
+    ``device`` names, the current one for a bare ``cuda``); returns a note when it does not
+    apply."""
     import torch
 
     if limit_mb is None:
         return None
     if device.type != "cuda":
         return f"--memory-limit {limit_mb:g} MB ignored on {device.type} (CUDA only)"
-    total = torch.cuda.get_device_properties(device).total_memory
+    from memcomp.measure.budget import cuda_index, set_memory_limit
+
+    index = cuda_index(device)  # torch.device("cuda") has no index: the current device
+    total = torch.cuda.get_device_properties(index).total_memory
     fraction = min(1.0, limit_mb * 2**20 / total)
-    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    torch.cuda.set_per_process_memory_fraction(fraction, index)
+    set_memory_limit(limit_mb)  # execution: auto plans its task chunks inside the cap
     return None
 
 

@@ -149,9 +149,11 @@ def _manifest(
 ) -> dict[str, Any]:
     first = manifests[0]
     cells: dict[str, Any] = {}
+    precision: dict[str, Any] = {}
     resumes: list[Any] = []
     for m in manifests:
         cells.update(m.get("cells", {}))
+        precision.update(m.get("precision", {}))
         resumes += m.get("resumes", [])
     keys = (
         "started_at",
@@ -166,6 +168,7 @@ def _manifest(
     return {
         **first,
         "cells": cells,
+        "precision": precision,
         "resumes": resumes,
         "merged_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "merged_from": [

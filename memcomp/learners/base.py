@@ -21,7 +21,14 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from memcomp.learners.driver import Chunk, ChunkOut, StepStats, run_chunks, use_batched
+from memcomp.learners.driver import (
+    Chunk,
+    ChunkOut,
+    Execution,
+    StepStats,
+    run_chunks,
+    use_batched,
+)
 from memcomp.learners.params import LearnerParams
 from memcomp.measure.phases import phase
 from memcomp.numerics import head
@@ -46,6 +53,13 @@ class Learner(nn.Module):
     test_params: ClassVar[dict[str, Any]] = {}
     limit_params: ClassVar[dict[str, Any] | None] = None
     host_sync_free: ClassVar[bool] = False
+    # execution: auto on a CPU (docs/design.md section 7): the faster mode there, as measured
+    cpu_execution: ClassVar[str] = "sequential"
+    cpu_execution_reason: ClassVar[str] = (
+        "batching did not pay on a CPU: maml, imaml, anil per-step 0.6-0.85x of sequential "
+        "(README Speed); fomaml 0.55x, itd-bio 0.70x, r2d2 0.59x, maml-recompute 0.68x, anil "
+        "once 0.75-1.10x (2026-12-04)"
+    )
 
     def __init__(self, backbone: nn.Module, ways: int, params: LearnerParams) -> None:
         super().__init__()
@@ -53,6 +67,7 @@ class Learner(nn.Module):
         self.head = nn.Linear(int(backbone.feat_dim), ways)
         self.ways = ways
         self.params = params
+        self.execution_plan: Execution | None = None  # auto's choice (memcomp.engine.choose)
         if not self.meta_learns_head:
             self.head.requires_grad_(False)
 
@@ -78,8 +93,17 @@ class Learner(nn.Module):
         return self.meta_backward(tasks).loss
 
     def batchable(self, tasks: Sequence[Task]) -> bool:
-        """Whether the driver may stack ``tasks`` (batched execution requested and possible)."""
+        """Whether the driver may stack ``tasks`` (batched execution allowed: ``batched`` or
+        ``auto``, and possible)."""
         return use_batched(self.params, tasks)
+
+    def retry_state(self) -> Any:
+        """State a meta-batch changes besides ``.grad`` (e.g. warm starts), taken before a
+        meta-batch the driver may retry after an out-of-memory (default: none)."""
+        return None
+
+    def restore_retry_state(self, state: Any) -> None:
+        """Put back what :meth:`retry_state` returned, before the retry."""
 
     def inner(self, chunk: Chunk) -> Any:
         """Inner loop of ``chunk`` (phase "inner"); returns what :meth:`hypergrad` needs."""

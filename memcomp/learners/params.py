@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from memcomp.registry import MAX_STEPS, Params
 
-Execution = Literal["sequential", "batched"]
+Execution = Literal["auto", "sequential", "batched"]
 HvpMode = Literal["reverse", "forward"]
 HVP_DESCRIPTION = (
     "Hessian-vector products by double backward (reverse) or torch.func.jvp over grad "
@@ -32,15 +32,18 @@ class ExecutionParams(LearnerParams):
     """Learner parameters with an execution mode (see :mod:`memcomp.learners.driver`)."""
 
     execution: Execution = Field(
-        "batched",
-        description="tasks of a meta-batch one after another (sequential) or together (batched); "
-        "same meta-gradient",
+        "auto",
+        description="tasks of a meta-batch one after another (sequential), together (batched), or "
+        "chosen per cell (auto: on a GPU the largest task chunk whose predicted peak fits the free "
+        "memory or --memory-limit, on a CPU the learner's measured fastest mode); same "
+        "meta-gradient",
     )
     task_chunk: int | None = Field(
         None,
         ge=1,
         description="batched mode: tasks processed together (None: the whole meta-batch); "
-        "smaller chunks use less memory",
+        "smaller chunks use less memory. Given with execution auto: batched in chunks of this "
+        "size (auto chooses nothing)",
     )
 
 

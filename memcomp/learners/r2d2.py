@@ -37,8 +37,15 @@ def with_bias(z: Tensor) -> Tensor:
 def ridge_head(zs: Tensor, y: Tensor, lam: Tensor) -> Tensor:
     """Ridge solution ``W`` ((..., d + 1, ways)) by Woodbury: ``X^T (X X^T + lam I)^{-1} Y``.
 
-    ``zs`` are support features (..., n, d), ``y`` labels (..., n) or one-hot targets.
+    ``zs`` are support features (..., n, d), ``y`` labels (..., n) or one-hot targets. Under
+    autocast or with bfloat16/float16 features the Gram matrix and the solve run in float32:
+    torch has no low-precision LU (CPU autocast casts ``linalg.solve`` to float32, CUDA autocast
+    does not), and an n x n system of bf16 Gram entries would lose most of its digits.
     """
+    device = zs.device.type
+    if zs.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled(device):
+        with torch.autocast(device, enabled=False):
+            return ridge_head(zs.float(), y.float(), lam.float())
     x = with_bias(zs)
     n = x.shape[-2]
     gram = x @ x.transpose(-1, -2) + lam * torch.eye(n, dtype=x.dtype, device=x.device)

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from memcomp.fsutil import atomic_open, atomic_write_text
+from memcomp.report.precision_tables import precision_table
 from memcomp.report.tables import (
     Table,
     accuracy_table,
@@ -171,6 +172,9 @@ def build_report(
             report.tables.append(red)
         fig, report.figure_data["memory"] = plot_memory(runs)
         save_figure(fig, out, "memory", report.files)
+    precision = precision_table(runs)  # cells differing only in precision, if any
+    if not precision.data.empty:
+        report.tables.append(precision)
     has_curves = {"cell_id", "iteration", "train_seconds", "val_acc"} <= set(curves.columns)
     if not has_curves or curves.empty:
         report.notes.append("no validation curves: time-to-accuracy and accuracy-vs-time skipped.")

@@ -208,6 +208,8 @@ def html_report(results_dir: Path, report: Any, plots: str = "static") -> str:
     memory, timing = _figures(report, runs, plots)
     memory += _table(tables, "memory", ("setting", "source")) + _table(tables, "memory_reduction")
     sections.append(("memory", "Memory vs K", memory or '<p class="note">no memory data</p>'))
+    if "precision" in tables:
+        sections.append(("precision", tables["precision"].title, _table(tables, "precision")))
     timing += _table(tables, "time_to_accuracy") + _table(tables, "time_per_iter", ("setting",))
     sections.append(("time", "Accuracy vs wall-clock and time to accuracy", timing))
     phases = phase_memory_table(runs)

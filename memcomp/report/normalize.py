@@ -31,6 +31,9 @@ TRAIN_KNOBS = [
     "outer_lr",
     "optimizer",
     "dtype",
+    "precision",
+    "cudnn_benchmark",
+    "cudnn_deterministic",
     "bn_mode",
     "test_protocol",
 ]
@@ -125,6 +128,11 @@ def normalize_runs(runs: pd.DataFrame) -> pd.DataFrame:
     the inner steps K (the memory plot's x axis).
     """
     runs = upgrade_runs(runs, schema_version({}, runs)).copy()
+    if "precision" not in runs.columns and "dtype" in runs.columns:
+        runs["precision"] = runs["dtype"]  # written before the key: its dtype was its precision
+    for c in ("cudnn_benchmark", "cudnn_deterministic"):
+        if c not in runs.columns:
+            runs[c] = False  # before memcomp set them: torch's defaults
     for c in [*RUN_COLUMNS, IMAGE_SIZE, HIDDEN]:
         if c not in runs.columns:
             runs[c] = np.nan
@@ -145,6 +153,8 @@ def normalize_runs(runs: pd.DataFrame) -> pd.DataFrame:
         varying[learner] = [
             c for c in knobs if (sub.groupby("group")[c].nunique(dropna=True) > 1).any()
         ]
+        if "precision" in varying[learner] and "dtype" in varying[learner]:
+            varying[learner].remove("dtype")  # the precision names the weights' dtype too
 
     def label(row: pd.Series, skip_k: bool) -> str:
         parts = [row["learner"]]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import memcomp
+from memcomp.config.settings import planned_flags
 from memcomp.errors import InputError
 from memcomp.results.schema import SCHEMA_VERSION
 from memcomp.results.store import ResultsDir
@@ -99,6 +100,9 @@ def manifest(
     """Self-description of a results folder: what produced it, where, with what.
 
     ``runtime`` holds ``device``, ``device_name``, ``torch_version`` and ``cuda_version``.
+    ``precision`` maps each cell id to the precision flags its process sets (TF32 in cuBLAS and
+    cuDNN, the float32 matmul precision, cudnn benchmark/deterministic, the autocast dtype); the
+    flags found in force are in each runs.csv row.
     """
     return {
         "suite": suite_name,
@@ -115,4 +119,5 @@ def manifest(
         "started_at": now(),
         "options": dict(options),
         "cells": {c.id: c.config() for c in cells},
+        "precision": {c.id: planned_flags(c.train) for c in cells},
     }

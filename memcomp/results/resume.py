@@ -112,6 +112,7 @@ def resume_manifest(
         "resumes": sessions,
         "suite_text": new["suite_text"] or old.get("suite_text", ""),
         "cells": {**old.get("cells", {}), **{c.id: c.config() for c in cells}},
+        "precision": {**old.get("precision", {}), **new.get("precision", {})},
     }
 
 

@@ -25,7 +25,8 @@ SCHEMA_VERSION = 2
 PARAM_PREFIXES = ("learner.", "dataset.", "backbone.")
 KINDS = ("learner", "dataset", "backbone")
 
-# column -> type ("str", "int", "float"); the type a reader may rely on (empty cells are NaN).
+# column -> type ("str", "int", "float", "bool"); the type a reader may rely on (empty cells are
+# NaN).
 CONFIG_COLUMNS: dict[str, str] = {
     "cell_id": "str", "suite": "str", "label": "str", "status": "str", "error": "str",
     "dataset": "str", "ways": "int", "shots": "int", "queries": "int", "backbone": "str",
@@ -36,12 +37,26 @@ CONFIG_COLUMNS: dict[str, str] = {
     "dataset_checksum": "str", "protocol": "str", "finished_at": "str",
     "dataset_params": "str", "backbone_params": "str", "exit_code": "int", "traceback": "str",
 }  # fmt: skip
+# The arithmetic a cell ran in (memcomp/measure/precision.py): its precision (float32 | tf32 |
+# bf16 | float64; ``dtype`` is the weights' dtype) and the flags read back from torch in the cell
+# process: TF32 in cuBLAS (torch.backends.cuda.matmul.allow_tf32) and cuDNN
+# (torch.backends.cudnn.allow_tf32), torch.get_float32_matmul_precision(), cudnn.benchmark,
+# cudnn.deterministic, and the autocast dtype found in force in the meta-steps (or "none").
+PRECISION_COLUMNS: dict[str, str] = {
+    "precision": "str", "matmul_tf32": "bool", "cudnn_tf32": "bool",
+    "float32_matmul_precision": "str", "cudnn_benchmark": "bool", "cudnn_deterministic": "bool",
+    "autocast_dtype": "str",
+}  # fmt: skip
+CONFIG_COLUMNS |= PRECISION_COLUMNS
 MEASURE_COLUMNS: dict[str, str] = {
     "test_acc": "float", "test_ci95": "float", "test_std": "float", "best_val_acc": "float",
     "final_val_acc": "float", "peak_mem_mb": "float", "mem_baseline_mb": "float",
     "mem_reserved_mb": "float", "mem_source": "str", "sec_per_iter": "float",
     "train_seconds": "float", "diverged_at": "int", "cg_residual": "float",
     "lower_grad_norm": "float", "resumed_from_iteration": "int",
+    # how the meta-batch ran (execution: auto chooses; memcomp/engine/choose.py)
+    "execution_mode": "str", "task_chunk_used": "int", "chunk_reason": "str",
+    "oom_retries": "int", "predicted_peak_mb": "float", "memory_budget_mb": "float",
 }  # fmt: skip
 PHASE_COLUMN = re.compile(r"^mem_[a-z0-9_]+_mb$")  # one per memory phase: mem_inner_mb, ...
 
@@ -50,8 +65,10 @@ RUN_COLUMNS = [
     "cell_id", "suite", "label", "status", "error", "dataset", "ways", "shots", "queries",
     "backbone", "learner", "seed", "test_acc", "test_ci95", "test_std", "test_episodes",
     "test_protocol", "best_val_acc", "final_val_acc", "peak_mem_mb", "mem_baseline_mb",
-    "mem_reserved_mb", "mem_source", "sec_per_iter", "train_seconds", "iterations", "diverged_at",
-    "cg_residual", "lower_grad_norm", "meta_batch", "outer_lr", "optimizer", "dtype", "bn_mode",
+    "mem_reserved_mb", "mem_source", "predicted_peak_mb", "execution_mode", "task_chunk_used",
+    "oom_retries", "chunk_reason", "memory_budget_mb", "sec_per_iter", "train_seconds",
+    "iterations", "diverged_at", "cg_residual", "lower_grad_norm", "meta_batch", "outer_lr",
+    "optimizer", "dtype", *PRECISION_COLUMNS, "bn_mode",
     "device", "device_name", "torch_version", "memcomp_version", "dataset_checksum", "protocol",
     "finished_at",
 ]  # fmt: skip
@@ -92,8 +109,8 @@ NUMERIC_TABLE_COLUMNS |= {"val_ci95": "float", "train_seconds": "float"}  # curv
 
 
 def column_type(column: str) -> str | None:
-    """The type (``str``, ``int``, ``float``) a reader may rely on for a results column (None:
-    not typed by the schema, e.g. a component parameter)."""
+    """The type (``str``, ``int``, ``float``, ``bool``) a reader may rely on for a results column
+    (None: not typed by the schema, e.g. a component parameter)."""
     if column in CONFIG_COLUMNS:
         return CONFIG_COLUMNS[column]
     if column in MEASURE_COLUMNS:

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from helpers_cluster import cluster_env, require, run_scenario
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+# one xdist worker runs both cluster tests (they share one local reference run)
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.xdist_group("cluster")]
 SAME = ["cell_id", "status", "test_acc", "test_ci95", "best_val_acc", "final_val_acc"]
 
 

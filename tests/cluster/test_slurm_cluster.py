@@ -13,7 +13,8 @@ import pytest
 from helpers_cluster import cluster_env, require, run_scenario
 from slurm_cluster import MUNGE_RUN, slurm_missing
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+# one xdist worker runs both cluster tests (they share one local reference run)
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.xdist_group("cluster")]
 SAME = ["cell_id", "status", "test_acc", "test_ci95", "best_val_acc", "final_val_acc"]
 
 
