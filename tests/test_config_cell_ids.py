@@ -1,6 +1,7 @@
 """Cell ids never change for an existing suite: every checked-in suite expands to the ids that
-main gave before the typed suite model (issue 19), recorded in ``tests/data/cell-ids-main.json``
-from commit 18ec552 (``[c.id for c in expand(load_suite(path))]``)."""
+main gives without the typed suite model (issue 19), recorded in ``tests/data/cell-ids-main.json``
+from main at b291c84 (re-recorded at the merge: main had changed ids since 18ec552 with
+execution: auto and precision; ``[c.id for c in expand(load_suite(path))]``)."""
 
 from __future__ import annotations
 
