@@ -122,6 +122,8 @@ def test_cells_carry_the_learners_validated_model(tmp_path: Path) -> None:
          "must be > 0 (got -1)"),
         ("budgets: [{learner: {name: maml}, limt_mb: 3}]\n", "budgets[0].limt_mb",
          "did you mean 'limit_mb'"),
+        ("budgets: [{learner: {name: maml}, baseline_mb: {gpu: 3}}]\n",
+         "budgets[0].baseline_mb.gpu", "unknown memory source 'gpu' (valid: cpu-estimate, cuda)"),
     ],
 )  # fmt: skip
 def test_executor_and_budgets_are_typed(tmp_path: Path, extra: str, field: str, what: str) -> None:
@@ -136,3 +138,14 @@ def test_executor_section_values_are_kept(tmp_path: Path) -> None:
     suite = load_suite(write(tmp_path, "{name: mrml}", extra))
     assert suite.executor is not None and suite.executor.kind == "slurm"
     assert suite.executor.section("slurm").partition == "gpu"
+
+
+def test_budgets_per_memory_source_are_typed_as_memcomp_check_reads_them(tmp_path: Path) -> None:
+    per_source = "{learner: {name: maml}, limit_mb: 12, baseline_mb: {cpu-estimate: 11, cuda: 13}}"
+    suite = load_suite(write(tmp_path, "{name: mrml}", f"budgets: [{per_source}]\n"))
+    assert suite.budgets == [yaml.safe_load(per_source)]
+    path = write(
+        tmp_path, "{name: mrml}", "budgets: [{learner: {name: maml}, limit_mb: {gpu: 3}}]\n"
+    )
+    (line,) = problems(path)
+    assert said("check", str(path)) == (2, [line])  # validate and check: the same words

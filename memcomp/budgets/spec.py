@@ -52,9 +52,9 @@ from memcomp.config import (
     spec_union,
     validate,
 )
-from memcomp.config.budgets import SOURCES, TOLERANCE, BudgetKeys, BudgetSource
+from memcomp.config.budgets import SOURCES as SOURCES  # re-exported (memcomp.budgets)
+from memcomp.config.budgets import TOLERANCE, BudgetKeys, BudgetSource, source_key_problems
 from memcomp.config.budgets import BudgetEntry as _BudgetEntry
-from memcomp.registry import unknown_name_message
 
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "dataset": {"name": "glyphs", "image_size": 28},
@@ -183,7 +183,7 @@ def parse_budgets(
     out: list[tuple[Loc, str]] = []
     top: Any = validate(_BudgetFile, data, (), out)
     if top is None:
-        raise ConfigError(src.problems(_source_keys(out)))
+        raise ConfigError(src.problems(source_key_problems(out)))
     base = _layer(
         _layer(BUILTIN_DEFAULTS, defaults or {}), top.defaults.model_dump(exclude_none=True)
     )
@@ -196,17 +196,6 @@ def parse_budgets(
         raise ConfigError(src.problems(out))
     path = Path(source_path) if source_path is not None else None
     return BudgetFile(path, top.source, budgets)
-
-
-def _source_keys(out: list[tuple[Loc, str]]) -> list[tuple[Loc, str]]:
-    """An unknown source in a per-source mapping, said as one (pydantic puts ``[key]`` last)."""
-    fixed = []
-    for loc, msg in out:
-        if loc and loc[-1] == "[key]":
-            key = str(loc[-2]) if len(loc) > 1 else ""
-            loc, msg = loc[:-1], unknown_name_message("memory source", key, list(SOURCES))
-        fixed.append((loc, msg))
-    return fixed
 
 
 def _by_source(value: float | dict[str, float] | None, stated: str) -> dict[str, float]:

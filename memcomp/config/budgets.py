@@ -14,8 +14,9 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from memcomp.config.problems import TAG
+from memcomp.config.problems import TAG, Loc
 from memcomp.config.settings import MAX_TASKS
+from memcomp.registry import unknown_name_message
 
 SOURCES = ("cpu-estimate", "cuda")  # memory sources a budget may keep numbers for
 BudgetSource = Literal["cuda", "cpu-estimate"]
@@ -36,6 +37,17 @@ def _per_source(number: Any) -> Any:
         ],
         Discriminator(_one_or_per_source),
     ]
+
+
+def source_key_problems(out: list[tuple[Loc, str]]) -> list[tuple[Loc, str]]:
+    """An unknown source in a per-source ``limit_mb`` / ``baseline_mb`` mapping, said as one at
+    its key (pydantic puts ``[key]`` last): the same words in a budget file and in a suite."""
+    fixed = []
+    for loc, msg in out:
+        if len(loc) > 2 and loc[-1] == "[key]" and loc[-3] in ("limit_mb", "baseline_mb"):
+            loc, msg = loc[:-1], unknown_name_message("memory source", str(loc[-2]), list(SOURCES))
+        fixed.append((loc, msg))
+    return fixed
 
 
 Limit = _per_source(Annotated[float, Field(gt=0, allow_inf_nan=False)])

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from memcomp.config.budgets import source_key_problems
 from memcomp.config.cells import Cell, Component
 from memcomp.config.components import LearnerEntry, component_of, learner_entry
 from memcomp.config.executors import ExecutorOptions
@@ -168,7 +169,7 @@ def _build(src: Source) -> Suite:
     top: Any = validate(suite_models()[0], data, (), out)
     out.extend(_required(data))
     if out or top is None:
-        raise ConfigError(src.problems(out))
+        raise ConfigError(src.problems(source_key_problems(out)))
     raw_parts = data.get("parts") or []
     if top.parts:
         parts = [_part(top, p, i, raw_parts[i]) for i, p in enumerate(top.parts)]
