@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 from pydantic import Field, field_validator
 from typer.testing import CliRunner
@@ -149,3 +150,16 @@ def test_budgets_per_memory_source_are_typed_as_memcomp_check_reads_them(tmp_pat
     )
     (line,) = problems(path)
     assert said("check", str(path)) == (2, [line])  # validate and check: the same words
+
+
+def test_the_learner_gets_the_cells_validated_model_itself(tmp_path: Path) -> None:
+    """Validated once, at load: the cell's setup and auto execution's probe hand the cell's own
+    model instance to the learner (no second validation making a copy on the way)."""
+    from memcomp.engine.predict import CellProbe
+    from memcomp.engine.setup import setup_cell
+
+    (cell,) = [c for c in load_suite(write(tmp_path, "{name: mrml, cg_steps: 7}")).cells
+               if c.learner.name == "mrml"]  # fmt: skip
+    setup = setup_cell(cell, torch.device("cpu"))
+    assert setup.learner.params is cell.learner.model and setup.learner.params.cg_steps == 7
+    assert CellProbe(cell, (1, 8, 8)).pristine.params is cell.learner.model
