@@ -74,14 +74,14 @@ def run_suite(path: Path, out: Path, executor: dict[str, Any]) -> float:
     import torch
 
     from memcomp.config import expand, load_suite
-    from memcomp.exec.executor_options import ExecutorOptions
+    from memcomp.config.executors import executor_model
     from memcomp.exec.options import RunOptions
     from memcomp.exec.schedule import run_cells
     from memcomp.results.manifest import create_results_dir, new_results_dir
 
     cells = expand(load_suite(path))
     results = create_results_dir(new_results_dir(out, "overhead"), {"suite": "overhead"})
-    opts = RunOptions(threads=1, executor=ExecutorOptions(**executor))
+    opts = RunOptions(threads=1, executor_options=executor_model().model_validate(executor))
     t0 = time.perf_counter()
     outcomes = run_cells(cells, results, torch.device("cpu"), options=opts)
     wall = time.perf_counter() - t0

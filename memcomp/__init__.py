@@ -8,6 +8,11 @@ The public Python API (imported lazily: ``import memcomp`` does not import torch
     folder, outcomes = memcomp.run_suite("suites/quickstart.yaml", "results", isolation="inline")
     runs = memcomp.read_results(folder)          # runs.csv in results schema 2
 
+    try:                                         # Ctrl-C / a full disk keep every finished row
+        memcomp.run_suite("suites/quickstart.yaml", options=memcomp.RunOptions(jobs=2))
+    except (memcomp.Interrupted, memcomp.DiskFull) as stop:
+        print(stop)                              # cells saved, and the command that resumes
+
     @memcomp.register_learner("my-learner", "one line on it", MyParams)
     class MyLearner(memcomp.Learner): ...
 """
@@ -25,6 +30,13 @@ _LAZY = {
     "expand": "memcomp.config:expand",
     "filter_cells": "memcomp.config:filter_cells",
     "run_suite": "memcomp.exec.api:run_suite",
+    "RunOptions": "memcomp.config.run_options:RunOptions",
+    "Interrupted": "memcomp.exec.schedule:Interrupted",
+    "DiskFull": "memcomp.exec.schedule:DiskFull",
+    "ProgressEvent": "memcomp.exec.progress:ProgressEvent",
+    "RunProgress": "memcomp.exec.progress:RunProgress",
+    "Executor": "memcomp.exec.executor:Executor",
+    "EXECUTORS": "memcomp.config.executors:EXECUTORS",
     "run_cell": "memcomp.engine:run_cell",
     "read_results": "memcomp.results:read_results",
     "ResultsDir": "memcomp.results:ResultsDir",

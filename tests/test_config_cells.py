@@ -21,7 +21,7 @@ def _fakes():
 def cell(**over) -> Cell:
     base = dict(
         suite="s",
-        dataset=Component("glyphs", {"image_size": 28, "root": Path("/data")}),
+        dataset=Component("omniglot", {"image_size": 28, "root": Path("/data")}),
         setting=Setting(ways=3),
         backbone=Component("conv4", {"hidden": 8}),
         learner=Component("mrml", {"inner_steps": 3, "l2": 0.1}),
@@ -60,7 +60,26 @@ def test_label_is_the_one_format() -> None:
     assert label("mrml", {"name": "mrml", "k": 1}, skip=("name",)) == "mrml(k=1)"
     c = cell()
     assert c.learner.label() == label("mrml", c.learner.params)
-    assert c.label() == "mrml(inner_steps=3,l2=0.1) | glyphs 3w1s | conv4(hidden=8) | seed 2"
+    assert c.label().startswith("mrml(cg_steps=20,cg_tol=None,")  # defaults filled in
+    assert c.label().endswith(
+        ",warm_start=False) | omniglot 3w1s | conv4(blocks=4,hidden=8) | seed 2"
+    )
+
+
+def test_a_cell_holds_each_component_as_its_registered_model() -> None:
+    from memcomp.backbones.params import Conv4Params
+    from memcomp.data.params import OmniglotParams
+    from memcomp.learners.params import MrmlParams
+
+    c = cell()
+    assert type(c.learner.model) is MrmlParams and c.learner.model.l2 == 0.1
+    assert type(c.dataset.model) is OmniglotParams and c.dataset.model.root == Path("/data")
+    assert type(c.backbone.model) is Conv4Params and c.backbone.params == {"hidden": 8, "blocks": 4}
+    assert c.learner.params == c.learner.model.model_dump()  # values as a plain dict
+    back = from_json(json.loads(json.dumps(to_json(c), default=str)))
+    assert type(back.learner.model) is MrmlParams and back.learner == c.learner  # typed again
+    with pytest.raises(ValueError, match="cg_steps"):  # a hand-made cell is validated too
+        cell(learner=Component("mrml", {"cg_steps": -1}))
 
 
 def test_cells_know_where_they_are_written() -> None:

@@ -118,10 +118,10 @@ def test_list_expansion_product_is_sorted_and_complete(tmp_path: Path) -> None:
     assert got == [(s, l2) for s in (1, 2, 3) for l2 in (0.1, 0.01)]
 
 
-def test_budgets_kept_raw(tmp_path: Path) -> None:
+def test_budgets_are_typed_and_kept(tmp_path: Path) -> None:
     data = valid_suite()
-    data["budgets"] = [{"anything": [1, 2]}, {"x": "y"}]
-    assert load_suite(write(tmp_path, data)).budgets == data["budgets"]
+    data["budgets"] = [{"learner": {"name": MRML}, "limit_mb": 12}]
+    assert load_suite(write(tmp_path, data)).budgets == data["budgets"]  # as written, checked
 
 
 def test_filter_cells(tmp_path: Path) -> None:

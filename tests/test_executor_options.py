@@ -45,21 +45,30 @@ def test_suite_section_and_overrides_merge_key_by_key(tmp_path: Path) -> None:
     assert opts.slurm.resources_for("imaml")["mem_gb"] == 64
     assert opts.slurm.resources_for("maml")["mem_gb"] == 16
     assert resolve_executor(suite, {"kind": "local"}).kind == "local"
-    assert suite.executor["slurm"]["partition"] == "gpu"  # the file itself is not changed
+    assert suite.executor is not None and suite.executor.section("slurm").time_min is None
+    assert suite.executor.section("slurm").partition == "gpu"  # the suite's own is not changed
 
 
 def test_bad_section_names_file_line_and_field(tmp_path: Path) -> None:
     path = write(tmp_path, {"kind": "k8s", "cells_per_gpu": 0})
     with pytest.raises(SuiteError) as e:
-        resolve_executor(load_suite(path), {})
+        load_suite(path)  # the suite model types the section: validate says it too
     lines = str(e.value).splitlines()
     assert len(lines) == 2
-    assert any(f"{path}:" in ln and "executor.kind" in ln for ln in lines)
-    assert any(
-        "executor.cells_per_gpu" in ln and "greater than or equal to 1" in ln for ln in lines
-    )
+    assert any(f"{path}:" in ln and "executor.kind: unknown executor 'k8s'" in ln for ln in lines)
+    assert any("executor.cells_per_gpu: must be >= 1 (got 0)" in ln for ln in lines)
     res = run(str(path), "--dry-run")
     assert res.exit_code == 2 and "executor.kind" in res.text
+
+
+def test_a_bad_command_line_value_names_the_option(tmp_path: Path) -> None:
+    suite = load_suite(write(tmp_path, {"kind": "ray"}))
+    with pytest.raises(SuiteError, match=r"^command line: --ray-max-retries: must be <= 20"):
+        resolve_executor(suite, {"ray.max_retries": 99}, {"ray.max_retries": "--ray-max-retries"})
+    with pytest.raises(SuiteError, match=r"executor\.ray\.max_retries: .* \(from the command line"):
+        resolve_executor(suite, {"ray.max_retries": 99})  # no flag known: at the suite's field
+    res = run(str(write(tmp_path)), "--executor", "k9s", "--dry-run")
+    assert res.exit_code == 2 and "command line: --executor: unknown executor 'k9s'" in res.text
 
 
 def test_option_mistakes_exit_2_before_anything_is_written(tmp_path: Path) -> None:
@@ -82,11 +91,12 @@ def test_parse_gpus() -> None:
         parse_gpus("1,1")
 
 
-def test_manifest_records_the_executor(tmp_path: Path) -> None:
+def test_manifest_records_the_options_and_the_executor(tmp_path: Path) -> None:
     import json
 
     res = run(str(write(tmp_path)), "--out", str(tmp_path / "o"), "--isolation", "inline")
     assert res.exit_code == 0, res.output
     manifest = json.loads(next((tmp_path / "o").glob("*/*/manifest.json")).read_text())
-    assert manifest["options"]["executor"]["kind"] == "local"
-    assert manifest["options"]["gpus"] is None
+    assert manifest["options"]["isolation"] == "inline" and manifest["options"]["executor"] is None
+    assert manifest["execution"]["executor"]["kind"] == "local"
+    assert manifest["execution"]["gpus"] is None

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 import memcomp.engine.train
 import memcomp.exec.inline
 from memcomp.cli import app
-from memcomp.cli.run import run_suite_command
+from memcomp.cli.run import run_command
+from memcomp.config.run_options import RunOptions
 from memcomp.results.store import ResultsDir
 
 TESTS = Path(__file__).parent
@@ -143,25 +144,25 @@ def test_ctrl_c_saves_done_cells_and_says_how_to_resume(
 
     monkeypatch.setattr(memcomp.engine.train, "meta_step", step)
     console = Console(width=200)
-    code = run_suite_command(suite, tmp_path / "out", None, None, False, console,
-                             isolation="inline")  # fmt: skip
+    inline = RunOptions(isolation="inline")
+    code = run_command(suite, tmp_path / "out", inline, console)
     out = capsys.readouterr().out
     assert code == 130
     d = only_run(tmp_path)
-    assert f"resume with: memcomp run {suite} --resume {d}" in " ".join(out.split())
+    assert f"resume with: memcomp run {suite} --resume {d} --isolation=inline" in " ".join(
+        out.split()
+    )
     assert len(ResultsDir(d).runs()) == 1
     (ckpt,) = (d / "checkpoints").glob("*.pt")  # saved at iteration 6 of the second cell
     assert torch.load(ckpt, weights_only=True)["iteration"] == 6
     monkeypatch.setattr(memcomp.engine.train, "meta_step", real_step)
-    code = run_suite_command(suite, tmp_path / "out", None, None, False, console,
-                             resume=d, isolation="inline")  # fmt: skip
+    code = run_command(suite, tmp_path / "out", inline, console, resume=d)
     assert code == 0
     runs = ResultsDir(d).runs().sort_values("cell_id")
     assert list(runs["resumed_from_iteration"].fillna(0)) in ([0, 6], [6, 0])
     assert not list((d / "checkpoints").glob("*.pt"))  # removed once the cell is saved
     ref = write_suite(tmp_path / "ref.yaml", suite_dict(iterations=8, checkpoint_every=3))
-    assert run_suite_command(ref, tmp_path / "ref", None, None, False, console,
-                             isolation="inline") == 0  # fmt: skip
+    assert run_command(ref, tmp_path / "ref", inline, console) == 0
     (ref_dir,) = [p.parent for p in (tmp_path / "ref").glob("*/*/manifest.json")]
     pd.testing.assert_frame_equal(acc_table(d), acc_table(ref_dir))
     ep = ResultsDir(d).episodes().sort_values(["cell_id", "episode"]).reset_index(drop=True)

@@ -16,6 +16,7 @@ from memcomp.cli import app
 from memcomp.config import expand, load_suite
 from memcomp.config.cells import Component
 from memcomp.engine import base_row
+from memcomp.learners import LEARNERS, LearnerParams
 from memcomp.report import build_report
 from memcomp.results import read_results
 from memcomp.results.schema import (
@@ -36,10 +37,20 @@ def smoke_cell():
     return expand(load_suite(ROOT / "suites" / "smoke.yaml"))[0]
 
 
+class ColumnNamedParams(LearnerParams):  # a learner whose parameters are named like columns
+    seed: int = 0
+    iterations: int = 0
+    label: str = ""
+
+
 def test_learner_parameter_named_like_a_config_column_cannot_overwrite_it() -> None:
     cell = smoke_cell()
     params = {"seed": 99, "iterations": 12345, "label": "evil", "inner_steps": 3}
-    cell = dataclasses.replace(cell, learner=Component(cell.learner.name, params))
+    LEARNERS.register("t-columns", "test: column-named params", ColumnNamedParams)(object)
+    try:
+        cell = dataclasses.replace(cell, learner=Component("t-columns", params))
+    finally:
+        LEARNERS._entries.pop("t-columns")
     row = base_row(cell, torch.device("cpu"))
     assert row["seed"] == cell.seed and row["iterations"] == cell.train.iterations
     assert row["label"] == cell.label()

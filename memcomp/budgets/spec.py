@@ -30,15 +30,13 @@ with neither for that source is skipped ("no cuda baseline"), never judged by th
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from memcomp.config import (
-    MAX_TASKS,
     Cell,
     Component,
     ConfigError,
@@ -54,12 +52,10 @@ from memcomp.config import (
     spec_union,
     validate,
 )
-from memcomp.config.problems import TAG
-from memcomp.registry import unknown_name_message
+from memcomp.config.budgets import SOURCES as SOURCES  # re-exported (memcomp.budgets)
+from memcomp.config.budgets import TOLERANCE, BudgetKeys, BudgetSource, source_key_problems
+from memcomp.config.budgets import BudgetEntry as _BudgetEntry
 
-SOURCES = ("cpu-estimate", "cuda")  # memory sources a budget may keep numbers for
-Source_ = Literal["cuda", "cpu-estimate"]
-TOLERANCE = re.compile(r"^\+?\s*(\d+(?:\.\d*)?)\s*(%|MB)$", re.IGNORECASE)
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "dataset": {"name": "glyphs", "image_size": 28},
     "backbone": {"name": "conv4"},
@@ -72,57 +68,14 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
 COMPONENTS = ("dataset", "backbone", "learner")
 
 
-_ONE, _PER_SOURCE = TAG + "one", TAG + "per-source"
-
-
-def _one_or_per_source(value: Any) -> str:
-    return _PER_SOURCE if isinstance(value, dict) else _ONE
-
-
-def _per_source(number: Any) -> Any:
-    """A number of the stated source, or a mapping ``{cpu-estimate: x, cuda: y}``."""
-    return Annotated[
-        Union[  # noqa: UP007 - Annotated members need the Union spelling
-            Annotated[number, Tag(_ONE)],
-            Annotated[dict[Source_, number], Field(min_length=1), Tag(_PER_SOURCE)],
-        ],
-        Discriminator(_one_or_per_source),
-    ]
-
-
-_Limit = _per_source(Annotated[float, Field(gt=0, allow_inf_nan=False)])
-_Baseline = _per_source(Annotated[float, Field(ge=0, allow_inf_nan=False)])
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class _Common(_Strict):
-    """Keys a budget and the ``defaults`` block share (components are merged, then checked)."""
-
-    dataset: dict[str, Any] | None = None
-    backbone: dict[str, Any] | None = None
-    setting: dict[str, Any] | None = None
-    learner: dict[str, Any] | None = None
-    meta_batch: int | None = Field(None, ge=1, le=MAX_TASKS)
-    iterations: int | None = Field(None, ge=1, le=100)
-    dtype: Literal["float32", "float64"] | None = None
-    seed: int | None = Field(None, ge=0, lt=2**32)
-    tolerance: str | None = Field(None, pattern=TOLERANCE.pattern)
-    source: Source_ | None = None
-
-
-class _BudgetEntry(_Common):
-    name: str | None = None
-    limit_mb: _Limit | None = None
-    baseline_mb: _Baseline | None = None
-
-
 class _BudgetFile(_Strict):
-    source: Source_ = "cpu-estimate"
+    source: BudgetSource = "cpu-estimate"
     description: str = ""
-    defaults: _Common = Field(default_factory=_Common)
+    defaults: BudgetKeys = Field(default_factory=BudgetKeys)
     budgets: list[_BudgetEntry] = Field(min_length=1)
 
 
@@ -230,7 +183,7 @@ def parse_budgets(
     out: list[tuple[Loc, str]] = []
     top: Any = validate(_BudgetFile, data, (), out)
     if top is None:
-        raise ConfigError(src.problems(_source_keys(out)))
+        raise ConfigError(src.problems(source_key_problems(out)))
     base = _layer(
         _layer(BUILTIN_DEFAULTS, defaults or {}), top.defaults.model_dump(exclude_none=True)
     )
@@ -243,17 +196,6 @@ def parse_budgets(
         raise ConfigError(src.problems(out))
     path = Path(source_path) if source_path is not None else None
     return BudgetFile(path, top.source, budgets)
-
-
-def _source_keys(out: list[tuple[Loc, str]]) -> list[tuple[Loc, str]]:
-    """An unknown source in a per-source mapping, said as one (pydantic puts ``[key]`` last)."""
-    fixed = []
-    for loc, msg in out:
-        if loc and loc[-1] == "[key]":
-            key = str(loc[-2]) if len(loc) > 1 else ""
-            loc, msg = loc[:-1], unknown_name_message("memory source", key, list(SOURCES))
-        fixed.append((loc, msg))
-    return fixed
 
 
 def _by_source(value: float | dict[str, float] | None, stated: str) -> dict[str, float]:

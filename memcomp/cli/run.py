@@ -1,26 +1,19 @@
-"""``memcomp run``: preflight, progress display, results folder, resume, summary, exit code."""
+"""``memcomp run``: the run options as one object, the run through the same API as
+:func:`memcomp.run_suite`, what it prints (plan, progress, summary, how to resume), exit code."""
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Sequence
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.markup import escape
 
 from memcomp.cli.app import app, console, handle_errors
 from memcomp.cli.common import cells_table
-from memcomp.cli.options import DeviceChoice, ExecutorChoice, Isolation
-from memcomp.cli.progress import RichProgress, summary_table
+from memcomp.cli.options import DeviceChoice, Isolation
+from memcomp.cli.progress import summary_table
+from memcomp.config.run_options import RunOptions
 
 EXIT_INTERRUPTED = 130
 
@@ -28,6 +21,7 @@ EXIT_INTERRUPTED = 130
 @app.command()
 @handle_errors
 def run(
+    ctx: typer.Context,
     suite: Path = typer.Argument(..., help="Suite YAML file."),
     out: Path = typer.Option(Path("results"), "--out", help="Results root folder."),
     device: DeviceChoice = typer.Option(
@@ -57,8 +51,11 @@ def run(
         min=1,
         help="Torch CPU threads per cell (default: torch's, or the cores shared among --jobs).",
     ),
-    executor: ExecutorChoice = typer.Option(
-        None, "--executor", help="Where cells run (default: the suite's executor.kind, local)."
+    executor: str = typer.Option(
+        None,
+        "--executor",
+        help="Where cells run: local, ray, slurm or a plugin's executor "
+        "(default: the suite's executor.kind, local).",
     ),
     gpus: str = typer.Option(
         None, "--gpus", help="local: GPUs for one cell each at a time, e.g. 0,1,2,3 (default all)."
@@ -108,128 +105,75 @@ def run(
 
       memcomp run suites/paper-accuracy.yaml --device cuda --executor slurm --no-wait
     """
-    where = {
-        "kind": executor.value if executor else None, "gpus": gpus,
-        "cells_per_gpu": cells_per_gpu, "ray.address": ray_address,
-        "ray.max_retries": ray_max_retries, "slurm.partition": slurm_partition,
-        "slurm.time_min": slurm_time, "slurm.array_parallelism": slurm_array_parallelism,
-        "slurm.wait": wait,
-    }  # fmt: skip
-    code = run_suite_command(
-        suite, out, device.value if device else None, only, dry_run, console,
-        resume=resume, jobs=jobs, memory_limit=memory_limit, isolation=isolation.value,
-        threads=threads, executor=where, size_check=not no_size_check,
+    parent = ctx.parent.params if ctx.parent is not None else {}
+    options = RunOptions.of(
+        device=device.value if device else None, only=only, jobs=jobs,
+        memory_limit_mb=memory_limit, isolation=isolation.value, threads=threads,
+        executor=executor, gpus=gpus, cells_per_gpu=cells_per_gpu, ray_address=ray_address,
+        ray_max_retries=ray_max_retries, slurm_partition=slurm_partition, slurm_time=slurm_time,
+        slurm_array_parallelism=slurm_array_parallelism, wait=wait,
+        size_check=not no_size_check, plugins=tuple(parent.get("plugin") or ()),
     )  # fmt: skip
-    raise typer.Exit(code)
+    raise typer.Exit(run_command(suite, out, options, console, resume=resume, dry_run=dry_run))
 
 
-def resume_command(suite_path: Path, results: Path, extra: Sequence[str] = ()) -> str:
-    """The command line that resumes ``results``."""
-    args = ["memcomp", "run", str(suite_path), "--resume", str(results), *extra]
-    return " ".join(shlex.quote(a) for a in args)
-
-
-def run_suite_command(
+def run_command(
     suite_path: Path,
     out: Path,
-    device_opt: str | None,
-    only: str | None,
-    dry_run: bool,
+    options: RunOptions,
     console: Console,
     resume: Path | None = None,
-    jobs: int = 1,
-    memory_limit: float | None = None,
-    isolation: str = "process",
-    threads: int | None = None,
-    executor: dict | None = None,
-    size_check: bool = True,
+    dry_run: bool = False,
 ) -> int:
-    """Validate, preflight, expand, run; returns the exit code.
+    """Plan and run (or, ``dry_run``, list) a suite's cells; returns the exit code.
 
-    0: every cell ok; 1: some cell did not finish ok (oom, diverged, error); 130: interrupted.
-    Bad input raises :class:`~memcomp.errors.InputError` (exit 2) before anything is written.
+    0: every cell ok; 1: some cell did not finish ok (oom, diverged, error) or the disk is full;
+    130: interrupted. Bad input raises :class:`~memcomp.errors.InputError` (exit 2) before
+    anything is written.
     """
-    from memcomp.exec.api import open_results, plan_run
-    from memcomp.exec.schedule import DiskFull, Interrupted, is_disk_full, run_cells
+    from memcomp.cli.run_console import ConsoleRun
+    from memcomp.exec.api import DiskFull, Interrupted, plan_run, run_suite
+    from memcomp.exec.executor import executor_name
 
-    run = plan_run(
-        suite_path, out, device=device_opt, only=only, resume=resume, jobs=jobs,
-        memory_limit=memory_limit, isolation=isolation, threads=threads, executor=executor,
-        size_check=size_check,
-    )  # fmt: skip
-    suite, cells, todo, done, device = run.suite, run.cells, run.todo, run.done, run.device
     if dry_run:
-        console.print(cells_table(todo, f"suite {suite.name}: {len(todo)} cells to run (dry run)"))
-        if done:
-            console.print(f"{len(done)} cells already done in {run.resume_dir}")
+        run = plan_run(suite_path, out, options, resume=resume)
+        title = f"suite {run.suite.name}: {len(run.todo)} cells to run (dry run)"
+        console.print(cells_table(run.todo, title))
+        if run.done:
+            console.print(f"{len(run.done)} cells already done in {run.resume_dir}")
         return 0
+    shown = ConsoleRun(console)
     try:
-        results = open_results(run)
-    except OSError as e:
-        if not is_disk_full(e):
-            raise
-        console.print(f"[red]error[/]: no space left on device at {out}: nothing was written "
-                      "(free some space and run again)", highlight=False)  # fmt: skip
+        result = run_suite(suite_path, out, shown, options=options, resume=resume)
+    except (DiskFull, Interrupted) as stop:
+        shown.close()
+        if stop.outcomes:
+            console.print(summary_table(stop.outcomes))
+        if isinstance(stop, Interrupted):
+            what = escape(str(stop).removeprefix("interrupted: "))
+            console.print(f"[yellow]interrupted[/]: {what}", highlight=False)
+            return EXIT_INTERRUPTED
+        console.print(f"[red]error[/]: {escape(str(stop))}", highlight=False)
         return 1
-    for note in run.notes:
-        prefix = "" if note.startswith("resuming ") else "[yellow]note[/]: "
-        console.print(prefix + note, highlight=False)
-    if memory_limit is not None and device.type != "cuda":
-        console.print(f"[yellow]note[/]: --memory-limit {memory_limit:g} MB is ignored on "
-                      f"{device.type} (it caps CUDA memory only)")  # fmt: skip
-    if jobs > 1:
-        console.print(f"[yellow]note[/]: {jobs} cells run at once and share the device: "
-                      "their timings disturb each other (peak memory is per process)")  # fmt: skip
-    console.print(f"running {len(todo)} cells of suite [bold]{suite.name}[/] on {device} "
-                  f"({isolation}) -> {results.path}")  # fmt: skip
-    extra = [f"--device={device_opt}"] if device_opt else []
-    extra += [f"--only={only}"] if only else []
-    where = run.options.executor
-    if where is not None and where.kind != "local":
-        extra += [f"--executor={where.kind}"]
-        extra += [f"--ray-address={where.ray.address}"] if where.kind == "ray" else []
-    how = resume_command(suite_path, results.path, extra)
-    try:
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console, transient=False,
-        ) as p:  # fmt: skip
-            rp = RichProgress(p, len(todo))
-            outcomes = run_cells(todo, results, device, rp, options=run.options)
-    except DiskFull as e:
-        if e.outcomes:
-            console.print(summary_table(e.outcomes))
-        console.print(
-            f"[red]error[/]: {e} ({e.detail}); {len(e.outcomes) + len(done)} of {len(cells)} "
-            f"cells are saved in {results.path}; {len(e.unfinished)} not finished.\n"
-            f"free some space, then resume with: {how}",
-            highlight=False,
-        )
-        return 1
-    except Interrupted as e:
-        if e.outcomes:
-            console.print(summary_table(e.outcomes))
-        console.print(
-            f"[yellow]interrupted[/]: {len(e.outcomes) + len(done)} of {len(cells)} cells are "
-            f"saved in {results.path}; {len(e.unfinished)} not finished.\nresume with: {how}",
-            highlight=False,
-        )
-        return EXIT_INTERRUPTED
-    if where is not None and where.kind == "slurm" and not where.slurm.wait:
-        console.print(f"submitted {len(todo)} cells as SLURM jobs; they write into {results.path}"
-                      f"\nfollow with: memcomp status {results.path}", highlight=False)  # fmt: skip
+    finally:
+        shown.close()
+    run, outcomes = result.run, result.outcomes
+    folder = escape(str(result.folder))
+    if run.executor.detached():
+        kind = executor_name(run.options)
+        console.print(f"submitted {len(run.todo)} cells ({kind}); they write into {folder}"
+                      f"\nfollow with: memcomp status {folder}", highlight=False)  # fmt: skip
         return 0
     console.print(summary_table(outcomes))
-    if where is not None and where.kind != "local" and outcomes:
-        from memcomp.exec.remote import node_summary
-
-        console.print(node_summary([o.row for o in outcomes]), highlight=False)
+    where = run.executor.summary([o.row for o in outcomes])
+    if where:
+        console.print(escape(where), highlight=False)
     failed = [o for o in outcomes if not o.ok]
-    console.print(f"results: {results.path}")
-    console.print(f"next: memcomp report {results.path}")
+    console.print(f"results: {folder}")
+    console.print(f"next: memcomp report {folder}")
     if failed:
+        again = escape(run.resume_command())
         console.print(f"[red]{len(failed)} of {len(outcomes)} cells did not finish ok[/] "
-                      f"(re-run them with: {how})", highlight=False)  # fmt: skip
+                      f"(re-run them with: {again})", highlight=False)  # fmt: skip
         return 1
     return 0

@@ -57,7 +57,9 @@ def validate(
 @app.command("list")
 @handle_errors
 def list_(
-    what: str = typer.Argument(None, help="learners | datasets | backbones (default: all)."),
+    what: str = typer.Argument(
+        None, help="learners | datasets | backbones | executors (default: all)."
+    ),
 ) -> None:
     """What is registered: one line on each, where it comes from (built-in, or the plugin's
     distribution or module), and its parameters with defaults.
@@ -67,13 +69,17 @@ def list_(
       memcomp list learners
 
       memcomp list learners --plugin my_pkg.my_learner
+
+      memcomp list executors
     """
     from memcomp.backbones import BACKBONES
+    from memcomp.config.executors import EXECUTORS
     from memcomp.data import DATASETS
     from memcomp.learners import LEARNERS
     from memcomp.registry import unknown_name_message
 
     regs = {"learners": LEARNERS, "datasets": DATASETS, "backbones": BACKBONES}
+    regs["executors"] = EXECUTORS
     if what is not None and what not in regs:
         raise InputError(unknown_name_message("category", what, list(regs)))
     for name, reg in regs.items():

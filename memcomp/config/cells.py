@@ -2,6 +2,11 @@
 
 Here live THE cell serialisation (:func:`to_json` / :func:`from_json`, also what the cell id
 hashes) and THE label function (:func:`label`), used by every layer that names a cell.
+
+A cell's components are typed: each holds an instance of its registered parameter model (every
+field and model validator has run once, when the suite was expanded), which the engine hands to
+the component as it is. A component given as a plain mapping (by hand, or from JSON) is validated
+by its registry when the cell is made, so a cell is never built from unchecked parameters.
 """
 
 from __future__ import annotations
@@ -10,9 +15,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
+from memcomp.config.registries import KINDS
 from memcomp.config.settings import Setting, TestConfig, TrainConfig, train_identity
+from memcomp.registry import Params
 
 Loc = tuple[str | int, ...]
 
@@ -27,13 +35,34 @@ def label(name: str, params: Mapping[str, Any] | None = None, skip: tuple[str, .
 
 @dataclass(frozen=True)
 class Component:
-    """A registered component by name with its (validated, scalar) parameters."""
+    """A registered component by name with its validated parameters.
+
+    ``model`` is an instance of the component's own parameter model (in a :class:`Cell` always;
+    a mapping given by hand is validated when the cell is made); :attr:`params` are its values as
+    a plain dict, for ids, labels and results columns.
+    """
 
     name: str
-    params: dict[str, Any] = field(default_factory=dict)
+    model: Params | Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameter values (every field, defaults filled in), as a new plain dict."""
+        return dict(self.model)
 
     def label(self) -> str:
         return label(self.name, self.params)
+
+
+def typed(kind: str, component: Component) -> Component:
+    """``component`` with its parameters as an instance of its registered model (validated by
+    that model, strictly, as a suite's values are; a component already typed is returned)."""
+    if isinstance(component.model, Params):
+        return component
+    from memcomp.config.registries import registry
+
+    model = registry(kind).get(component.name).params
+    return Component(component.name, model.model_validate(dict(component.model), strict=True))
 
 
 @dataclass(frozen=True)
@@ -54,6 +83,10 @@ class Cell:
     seed: int
     origin: Mapping[str, Loc] | None = field(default=None, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        for kind in KINDS:
+            object.__setattr__(self, kind, typed(kind, getattr(self, kind)))
+
     def config(self) -> dict[str, Any]:
         """Everything that determines the result, as plain JSON-able data."""
         return {
@@ -66,7 +99,7 @@ class Cell:
             "seed": self.seed,
         }
 
-    @property
+    @cached_property
     def id(self) -> str:
         blob = json.dumps(self.config(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]

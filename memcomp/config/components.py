@@ -5,38 +5,29 @@ member per registered entry, made of the entry's own parameter model plus ``name
 registered later (a plugin, a test fake) is validated, listed and in the JSON Schema without extra
 code. Learner members also accept each parameter as a non-empty list (one cell per value) and
 ``train`` / ``test`` overrides. The models are rebuilt when a registry changes.
+
+A validated entry becomes typed here, once: :func:`component_of` gives a dataset or backbone its
+registered model's instance (the member model subclasses it, so every validator has run), and
+:func:`learner_entry` keeps a learner entry's values and list axes beside its registered model,
+which validates each expanded combination (:func:`memcomp.config.expand.learner_cells`): a
+learner's own field and model validators hold for every cell, lists or not.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Discriminator, Field, Tag, create_model
 
+from memcomp.config.cells import Component
 from memcomp.config.problems import COMPONENT_ERROR, TAG
+from memcomp.config.registries import KINDS, registry
 from memcomp.config.settings import Strict, TestOverrides, TrainOverrides
-from memcomp.registry import Entry, Registry
+from memcomp.registry import Entry, Params
 
-KINDS = ("dataset", "backbone", "learner")
 ONE, MANY = TAG + "one", TAG + "list"
 _cache: dict[tuple[Any, ...], Any] = {}
-
-
-def registry(kind: str) -> Registry[Any]:
-    """The registry of ``kind`` (imported here, on first use)."""
-    if kind == "dataset":
-        from memcomp.data import DATASETS
-
-        return DATASETS
-    if kind == "backbone":
-        from memcomp.backbones import BACKBONES
-
-        return BACKBONES
-    if kind == "learner":
-        from memcomp.learners import LEARNERS
-
-        return LEARNERS
-    raise ValueError(f"unknown component kind {kind!r}")
 
 
 def _name_of(value: Any) -> str | None:
@@ -113,10 +104,57 @@ def spec_union(kind: str, lists: bool | None = None) -> Any:
 
 
 def registry_key() -> tuple[Any, ...]:
-    """Changes whenever an entry is added to or removed from any registry."""
-    return tuple((e.name, e.params) for kind in KINDS for e in registry(kind))
+    """Changes whenever an entry is added to or removed from any registry (executors too)."""
+    from memcomp.config.executors import EXECUTORS
+
+    kinds = [*(registry(kind) for kind in KINDS), EXECUTORS]
+    return tuple((e.name, e.params) for reg in kinds for e in reg)
 
 
 def params_of(spec: BaseModel, skip: tuple[str, ...] = ("name", "train", "test")) -> dict[str, Any]:
     """A validated entry's parameters (defaults filled in), without ``name`` and overrides."""
     return {k: getattr(spec, k) for k in type(spec).model_fields if k not in skip}
+
+
+def component_of(kind: str, spec: BaseModel) -> Component:
+    """A validated dataset or backbone entry as a :class:`Component` holding an instance of its
+    registered model. The entry's model subclasses it, so the values are taken as they are."""
+    model = registry(kind).get(str(spec.name)).params
+    fields = spec.model_fields_set - {"name"}
+    return Component(str(spec.name), model.model_construct(fields, **params_of(spec)))
+
+
+@dataclass(frozen=True)
+class LearnerEntry:
+    """A validated learner entry: ``values`` holds every parameter (a list for each of the
+    ``axes``, the list-valued ones, sorted by name); ``model`` is the learner's registered
+    parameter model, which validates each combination; ``written`` is the entry as given."""
+
+    name: str
+    model: type[Params]
+    values: dict[str, Any]
+    axes: tuple[str, ...]
+    train: BaseModel | None
+    test: BaseModel | None
+    written: dict[str, Any]
+
+    def count(self) -> int:
+        """How many cells the entry gives (the product of its list lengths)."""
+        n = 1
+        for k in self.axes:
+            n *= len(self.values[k])
+        return n
+
+
+def learner_entry(spec: BaseModel) -> LearnerEntry:
+    """A validated learner entry (see :class:`LearnerEntry`)."""
+    values = params_of(spec)
+    return LearnerEntry(
+        name=str(spec.name),
+        model=registry("learner").get(str(spec.name)).params,
+        values=values,
+        axes=tuple(sorted(k for k, v in values.items() if isinstance(v, list))),
+        train=getattr(spec, "train", None),
+        test=getattr(spec, "test", None),
+        written=spec.model_dump(exclude_unset=True),
+    )

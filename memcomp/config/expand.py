@@ -14,22 +14,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import ValidationError
 
 from memcomp.config.cells import Cell, Component
-from memcomp.config.components import params_of
-from memcomp.config.problems import Loc, format_loc
+from memcomp.config.problems import Loc, format_loc, validation_problems
 from memcomp.config.settings import TestConfig, TrainConfig, merged
 
 if TYPE_CHECKING:
+    from memcomp.config.components import LearnerEntry
     from memcomp.config.suite import SuitePart
 
 MAX_LEARNER_CELLS = 10_000
+MAX_COMBINATION_PROBLEMS = 3  # failing combinations reported per learner entry (then a count)
 
 
 @dataclass(frozen=True)
 class LearnerCell:
-    """One learner configuration of an entry: its scalar parameters and merged train/test."""
+    """One learner configuration of an entry: its typed parameters and merged train/test."""
 
     learner: Component
     train: TrainConfig
@@ -40,25 +41,14 @@ class LearnerCell:
 Block = tuple["SuitePart", list[list[LearnerCell]]]
 
 
-def _axes(spec: BaseModel) -> list[str]:
-    """The list-valued parameters of a learner entry, sorted by name."""
-    return sorted(k for k, v in params_of(spec).items() if isinstance(v, list))
-
-
-def learner_count(spec: BaseModel) -> int:
-    """How many cells one learner entry gives (the product of its list lengths)."""
-    params = params_of(spec)
-    return math.prod(len(params[k]) for k in _axes(spec))
-
-
 def count_cells(parts: Sequence[SuitePart], out: list[tuple[Loc, str]]) -> tuple[int, int]:
     """(cells of the whole suite, index of the part with the most), without building any; a
     learner entry over :data:`MAX_LEARNER_CELLS` is a problem appended to ``out``."""
     sizes = []
     for part in parts:
         per_learner = 0
-        for i, spec in enumerate(part.learners):
-            n = learner_count(spec)
+        for i, entry in enumerate(part.learners):
+            n = entry.count()
             if n > MAX_LEARNER_CELLS:
                 loc = (*part.loc("learners"), i)
                 out.append((loc, f"list-valued params expand to {n} cells "
@@ -69,19 +59,50 @@ def count_cells(parts: Sequence[SuitePart], out: list[tuple[Loc, str]]) -> tuple
     return sum(sizes), max(range(len(sizes)), key=sizes.__getitem__)
 
 
-def learner_cells(spec: BaseModel, part: SuitePart) -> list[LearnerCell]:
-    """Expand one validated learner entry (list-valued params, sorted by name) under ``part``."""
-    params = params_of(spec)
-    axes = _axes(spec)
-    train = merged(part.train, getattr(spec, "train", None))
-    test = merged(part.test, getattr(spec, "test", None))
-    name = str(spec.name)
-    cells = []
-    for idx in itertools.product(*(range(len(params[k])) for k in axes)):
-        choice = dict(zip(axes, idx, strict=True))
-        values = {k: (v[choice[k]] if k in choice else v) for k, v in params.items()}
-        cells.append(LearnerCell(Component(name, values), train, test, choice))
+def learner_cells(
+    entry: LearnerEntry, part: SuitePart, loc: Loc, out: list[tuple[Loc, str]]
+) -> list[LearnerCell]:
+    """Expand one learner entry (list-valued params, sorted by name) under ``part``.
+
+    Each combination is validated by the learner's own parameter model, so its field and model
+    validators hold for every cell; a combination they refuse is a problem at the entry
+    (``loc``), or at the list value of the field named (e.g. ``learners[0].lam[1]``).
+    """
+    train = merged(part.train, entry.train)
+    test = merged(part.test, entry.test)
+    cells, failed = [], 0
+    for idx in itertools.product(*(range(len(entry.values[k])) for k in entry.axes)):
+        choice = dict(zip(entry.axes, idx, strict=True))
+        values = {k: (v[choice[k]] if k in choice else v) for k, v in entry.values.items()}
+        try:
+            model = entry.model.model_validate(values, strict=True)
+        except ValidationError as e:
+            failed += 1
+            if failed <= MAX_COMBINATION_PROBLEMS:
+                out.extend(_combination_problems(e, entry, values, choice, loc))
+            continue
+        cells.append(LearnerCell(Component(entry.name, model), train, test, choice))
+    if failed > MAX_COMBINATION_PROBLEMS:
+        more = failed - MAX_COMBINATION_PROBLEMS
+        out.append((loc, f"... and {more} more combinations of its list values fail the same way"))
     return cells
+
+
+def _combination_problems(
+    e: ValidationError, entry: LearnerEntry, values: dict[str, Any], choice: dict[str, int],
+    loc: Loc,
+) -> list[tuple[Loc, str]]:  # fmt: skip
+    """The learner model's errors for one combination, at the field (and list value) named."""
+    found = []
+    which = ", ".join(f"{k}={values[k]!r}" for k in entry.axes)
+    for where, msg in validation_problems(e, ()):
+        field = where[0] if where else None
+        if field in choice:
+            where = (field, choice[field], *where[1:])
+        elif not where and which:
+            msg = f"{msg} (with {which})"
+        found.append(((*loc, *where), msg))
+    return found
 
 
 Indexed = tuple[Cell, tuple[int, ...]]

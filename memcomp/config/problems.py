@@ -141,6 +141,10 @@ def message(err: Any, valid_keys: Sequence[str] = ()) -> str:
         msg = f"must be one of {ctx.get('expected')}"
     elif kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
         msg = "must contain only letters, digits, '-' and '_'"
+    elif kind == "value_error" and ctx.get("error") is not None:
+        msg = str(ctx["error"])  # a validator's own message, e.g. a learner's model validator
+        if not err.get("loc"):
+            return msg  # about the whole entry: its values are in the message's location
     else:
         text = str(err.get("msg", kind))
         msg = text[:1].lower() + text[1:]

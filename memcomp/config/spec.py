@@ -11,7 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
+from memcomp.config.budgets import BudgetEntry
 from memcomp.config.components import registry_key, spec_union
+from memcomp.config.executors import executor_model
 from memcomp.config.problems import NAME_PATTERN
 from memcomp.config.settings import (
     Setting,
@@ -73,7 +75,10 @@ def suite_models() -> tuple[type[BaseModel], type[BaseModel]]:
             device=(Literal["auto", "cpu", "cuda"], "auto"),
             **_axes(part=False),
             parts=(Annotated[list[part], Field(min_length=1)], None),  # type: ignore[valid-type]
-            budgets=(list[dict[str, Any]] | None, Field(None, description="see memcomp check")),
+            budgets=(
+                list[BudgetEntry] | None,
+                Field(None, description="memory budgets of cells (memcomp check)"),
+            ),
             plugins=(
                 list[Annotated[str, Field(min_length=1)]] | None,
                 Field(
@@ -82,7 +87,10 @@ def suite_models() -> tuple[type[BaseModel], type[BaseModel]]:
                     "cell process): they register learners, datasets or backbones",
                 ),
             ),
-            executor=(dict[str, Any] | None, Field(None, description="where cells run (README)")),
+            executor=(
+                executor_model() | None,
+                Field(None, description="where cells run (README: Many GPUs and clusters)"),
+            ),
         )
         _cache[key] = suite, part
     return _cache[key]

@@ -23,8 +23,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from memcomp.config.budgets import source_key_problems
 from memcomp.config.cells import Cell, Component
-from memcomp.config.components import params_of
+from memcomp.config.components import LearnerEntry, component_of, learner_entry
+from memcomp.config.executors import ExecutorOptions
 from memcomp.config.expand import Block, count_cells, duplicates, learner_cells, product
 from memcomp.config.problems import ConfigError, Loc, Problem, short, validate
 from memcomp.config.settings import Setting, TestConfig, TrainConfig, merged
@@ -52,7 +54,7 @@ class SuitePart:
     backbones: list[Component]
     train: TrainConfig
     test: TestConfig
-    learners: list[BaseModel]
+    learners: list[LearnerEntry]
     own: frozenset[str] = frozenset()
     description: str = ""
 
@@ -81,9 +83,10 @@ class Suite:
     train: TrainConfig
     test: TestConfig
     learners: list[dict[str, Any]]
-    budgets: list[dict[str, Any]] | None = None
+    budgets: list[dict[str, Any]] | None = None  # as written (each checked as a BudgetEntry)
     plugins: tuple[str, ...] = ()
-    executor: dict[str, Any] | None = None  # checked by memcomp.exec.executor_options
+    executor: ExecutorOptions | None = None  # the ``executor:`` section (command line over it:
+    # memcomp.config.executors.resolve_executor)
     source_path: Path | None = None
     source_text: str = ""
     lines: LineMap = field(default_factory=dict, repr=False, compare=False)
@@ -112,8 +115,8 @@ def _distinct(items: Iterable[Any]) -> list[Any]:
     return out
 
 
-def _components(specs: list[BaseModel] | None) -> list[Component]:
-    return [Component(str(s.name), params_of(s)) for s in specs or []]
+def _components(kind: str, specs: list[BaseModel] | None) -> list[Component]:
+    return [component_of(kind, s) for s in specs or []]
 
 
 def _required(data: dict[Any, Any]) -> list[tuple[Loc, str]]:
@@ -142,12 +145,12 @@ def _part(top: Any, p: Any, index: int | None, raw: dict[Any, Any]) -> SuitePart
         description=p.description if p is not None else "",
         index=index,
         seeds=list(pick("seeds") or [0]),
-        datasets=_components(pick("datasets")),
+        datasets=_components("dataset", pick("datasets")),
         settings=list(pick("settings") or []),
-        backbones=_components(pick("backbones")),
+        backbones=_components("backbone", pick("backbones")),
         train=merged(top.train, p.train if p is not None else None),
         test=merged(top.test, p.test if p is not None else None),
-        learners=list(pick("learners") or []),
+        learners=[learner_entry(s) for s in pick("learners") or []],
         own=frozenset(k for k in raw if raw[k] is not None),
     )
 
@@ -166,7 +169,7 @@ def _build(src: Source) -> Suite:
     top: Any = validate(suite_models()[0], data, (), out)
     out.extend(_required(data))
     if out or top is None:
-        raise ConfigError(src.problems(out))
+        raise ConfigError(src.problems(source_key_problems(out)))
     raw_parts = data.get("parts") or []
     if top.parts:
         parts = [_part(top, p, i, raw_parts[i]) for i, p in enumerate(top.parts)]
@@ -179,7 +182,12 @@ def _build(src: Source) -> Suite:
         out.append((loc, msg + ": use fewer list values or seeds, or split it into several suites"))
     if out:
         raise ConfigError(src.problems(out))
-    blocks: list[Block] = [(p, [learner_cells(s, p) for s in p.learners]) for p in parts]
+    blocks: list[Block] = [
+        (p, [learner_cells(e, p, (*p.loc("learners"), i), out) for i, e in enumerate(p.learners)])
+        for p in parts
+    ]
+    if out:
+        raise ConfigError(src.problems(out))
     cells = list(product(top.name, blocks))
     out.extend(duplicates(cells, blocks))
     if out:
@@ -204,7 +212,7 @@ def _load_plugins(modules: Any, out: list[tuple[Loc, str]]) -> None:
 def _suite(top: Any, parts: list[SuitePart], src: Source, cells: list[Cell]) -> Suite:
     keys = ("datasets", "settings", "backbones", "seeds")
     used = {k: _distinct(x for p in parts for x in getattr(p, k)) for k in keys}
-    raw_learners = [s.model_dump(exclude_unset=True) for p in parts for s in p.learners]
+    raw_learners = [e.written for p in parts for e in p.learners]
     return Suite(
         name=top.name,
         description=top.description,
@@ -216,7 +224,7 @@ def _suite(top: Any, parts: list[SuitePart], src: Source, cells: list[Cell]) -> 
         train=top.train,
         test=top.test,
         learners=_distinct(raw_learners) if top.parts else raw_learners,
-        budgets=top.budgets,
+        budgets=[b.model_dump(exclude_unset=True) for b in top.budgets] if top.budgets else None,
         plugins=tuple(top.plugins or ()),
         executor=top.executor,
         source_path=src.path,

@@ -89,8 +89,9 @@ def run_cell(
     """
     row = base_row(cell, device)
     out = CellOutcome(row)
+    reason = skip_reason(cell)  # before the plan: the walk leaves engine/setup.py once
     plan = precision_plan(cell)
-    reason = skip_reason(cell) or unsupported(plan.precision, device)
+    reason = reason or unsupported(plan.precision, device)
     if reason:
         row.update(status="skipped", error=reason)
         row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

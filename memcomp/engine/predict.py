@@ -34,9 +34,9 @@ import torch
 from memcomp.backbones import build_backbone
 from memcomp.config.cells import Cell
 from memcomp.engine.row import one_line
-from memcomp.engine.setup import make_optimizer
+from memcomp.engine.setup import make_learner, make_optimizer
 from memcomp.engine.train import meta_step
-from memcomp.learners import Learner, build_learner
+from memcomp.learners import Learner
 from memcomp.learners.driver import Execution
 from memcomp.measure.memory import MB, MemoryMeter, round_alloc
 from memcomp.types import Task
@@ -79,9 +79,7 @@ class CellProbe:
         with torch.random.fork_rng():
             torch.manual_seed(cell.seed)
             backbone = build_backbone(cell.backbone.name, dict(cell.backbone.params), in_shape)
-            learner = build_learner(
-                cell.learner.name, dict(cell.learner.params), backbone, cell.setting.ways
-            )
+            learner = make_learner(cell, backbone)  # the cell's validated parameter model
         self.pristine: Learner = learner.to(dtype=self.dtype)
         self._meta: Learner | None = None
         self._cache: dict[tuple[str, int], Prediction] = {}

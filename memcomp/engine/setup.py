@@ -12,7 +12,7 @@ from memcomp.backbones import build_backbone
 from memcomp.config.cells import Cell
 from memcomp.config.settings import planned_flags
 from memcomp.data import EpisodeSampler, FewShotDataset, load_dataset
-from memcomp.learners import Learner, build_learner
+from memcomp.learners import LEARNERS, Learner
 from memcomp.measure.precision import Autocast, PrecisionPlan
 
 
@@ -66,6 +66,13 @@ def make_optimizer(cell: Cell, learner: Learner) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cell.train.lr)
 
 
+def make_learner(cell: Cell, backbone: torch.nn.Module) -> Learner:
+    """The cell's learner around ``backbone``, given the cell's validated parameter model as it
+    is (validated once, when the suite was loaded or the cell made: not again here)."""
+    factory = LEARNERS.get(cell.learner.name).factory
+    return factory(backbone, cell.setting.ways, cell.learner.model)  # type: ignore[no-any-return]
+
+
 def setup_cell(cell: Cell, device: torch.device, datasets: DataCache | None = None) -> CellSetup:
     """Seed, load data, build backbone + learner + optimiser on ``device``, in the weights' dtype
     of the cell's precision (bf16: float32 master weights and optimiser state, autocast in the
@@ -77,7 +84,7 @@ def setup_cell(cell: Cell, device: torch.device, datasets: DataCache | None = No
     train = EpisodeSampler(data, "train", s.ways, s.shots, s.queries)
     in_shape = data.split("train").image_shape
     backbone = build_backbone(cell.backbone.name, dict(cell.backbone.params), in_shape)
-    learner = build_learner(cell.learner.name, dict(cell.learner.params), backbone, s.ways)
+    learner = make_learner(cell, backbone)
     plan = precision_plan(cell)
     learner.to(device=device, dtype=plan.torch_dtype)
     opt = make_optimizer(cell, learner)

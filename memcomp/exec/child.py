@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from memcomp.config.cells import Cell
 from memcomp.config.cells import from_json as cell_from_json  # THE cell serialisation
 from memcomp.config.cells import to_json as cell_to_json
 
@@ -106,19 +105,16 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="memcomp-orphan-watchdog", daemon=True).start()
 
 
-class _ChildProgress:
-    """Forwards the runner's progress to the parent as JSON lines."""
+def _emitter(out: IO[str], parent: int) -> Any:
+    """Progress events to the parent as JSON lines (:meth:`ProgressEvent.wire`)."""
+    from memcomp.exec.progress import ProgressEvent
 
-    def __init__(self, out: IO[str], parent: int) -> None:
-        self.out, self.parent = out, parent
-
-    def cell_started(self, cell: Cell, iterations: int) -> None:
-        _send(self.out, {"event": "started", "iterations": iterations})
-
-    def iteration_done(self, iteration: int, val_acc: float | None) -> None:
-        if os.getppid() != self.parent:  # orphaned: nobody will read the result
+    def emit(event: ProgressEvent) -> None:
+        if event.kind == "iteration" and os.getppid() != parent:  # orphaned: nobody will read
             os._exit(ORPHAN_EXIT)
-        _send(self.out, {"event": "iter", "it": iteration, "val": val_acc})
+        _send(out, event.wire())
+
+    return emit
 
 
 def _send(out: IO[str], msg: dict[str, Any]) -> None:
@@ -140,6 +136,7 @@ def child_main() -> None:
     import torch
 
     from memcomp.engine import run_cell
+    from memcomp.exec.progress import CellProgress
 
     cell = cell_from_json(request["cell"])
     device = torch.device(request["device"])
@@ -150,7 +147,7 @@ def child_main() -> None:
     outcome = run_cell(
         cell,
         device,
-        _ChildProgress(out, parent),
+        CellProgress(_emitter(out, parent), cell),
         memory_source=request.get("memory_source", "auto"),
         checkpoint=checkpoint,
     )

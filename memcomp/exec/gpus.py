@@ -102,3 +102,14 @@ def local_gpu_slots(
     if jobs > 1 and not explicit:
         return gpu_slots([0], max(jobs, executor.cells_per_gpu), visible)
     return gpu_slots(executor.gpus, executor.cells_per_gpu, visible)
+
+
+def pinned(options: Any, device: Any) -> Any:
+    """``options`` (RunOptions) with the local GPU slots of a run on ``device`` (none unless a
+    CUDA run in processes); ``--gpus`` where it cannot apply is an InputError."""
+    where = options.executor_options
+    if where is None or options.gpu_slots is not None:
+        return options
+    explicit = "gpus" in where.model_fields_set
+    slots = local_gpu_slots(where, device, options.isolation, options.jobs, explicit)
+    return options.model_copy(update={"gpu_slots": slots})

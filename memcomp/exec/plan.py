@@ -3,9 +3,12 @@
 After :func:`memcomp.config.load_suite` (schema, names, value ranges), :func:`preflight` checks the
 run options, the device, what datasets and backbones declare without loading
 (:mod:`memcomp.config.feasible`), that every dataset loads and can supply every setting, that
-every backbone accepts the dataset's images and every learner can be built, and that the output
-folder is writable (or, with ``--resume``, belongs to this suite). All problems are raised
-together as one :class:`~memcomp.config.SuiteError` (exit 2); nothing is written.
+every backbone accepts the dataset's images, and that the output folder is writable (or, with
+``--resume``, belongs to this suite). Learner parameters are not checked here: every cell holds
+its learner's validated parameter model since the suite was loaded (the learner's own field and
+model validators ran once, per expanded combination), and the engine hands it to the learner.
+All problems are raised together as one :class:`~memcomp.config.SuiteError` (exit 2); nothing
+is written.
 """
 
 from __future__ import annotations
@@ -83,10 +86,8 @@ def _key(*parts: Any) -> str:
 def check_cells(
     suite: Suite, cells: Sequence[Cell], problems: _Problems, datasets: DataCache
 ) -> None:
-    """Datasets load (into ``datasets``) and fit every setting; backbones accept the images;
-    learners build."""
+    """Datasets load (into ``datasets``) and fit every setting; backbones accept the images."""
     from memcomp.backbones import build_backbone
-    from memcomp.learners import build_learner
 
     loaded: dict[str, Any] = {}
     failed: set[str] = set()
@@ -98,7 +99,7 @@ def check_cells(
             continue
         if dkey not in loaded:
             try:
-                loaded[dkey] = datasets.for_cell(cell)
+                loaded[dkey] = datasets.get(d.name, d.params)
             except Exception as e:  # noqa: BLE001 - any loader failure is a preflight problem
                 failed.add(dkey)
                 problems.at(
@@ -116,12 +117,11 @@ def check_cells(
             except Exception as e:  # noqa: BLE001
                 problems.at(cell.where("settings"), _one_line(e))
                 continue
-        b, lc = cell.backbone, cell.learner
-        key = _key("model", d.name, d.params, b.name, b.params, lc.name, lc.params, s.ways)
+        b = cell.backbone
         bkey = _key("backbone", d.name, d.params, b.name, b.params)
-        if key in checked or bkey in failed:
+        if bkey in checked or bkey in failed:
             continue
-        checked.add(key)
+        checked.add(bkey)
         shape = tuple(data.split("train").image_shape)
         try:
             backbone = build_backbone(b.name, dict(b.params), shape)
@@ -134,14 +134,6 @@ def check_cells(
                 cell.where("backbones"),
                 f"backbone {b.label()} cannot process {d.name} images of shape "
                 f"{shape}: {_one_line(e)}",
-            )
-            continue
-        try:
-            build_learner(cell.learner.name, dict(cell.learner.params), backbone, s.ways)
-        except Exception as e:  # noqa: BLE001
-            problems.at(
-                cell.where("learners"),
-                f"learner {cell.learner.label()} cannot be built: {_one_line(e)}",
             )
 
 

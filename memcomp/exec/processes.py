@@ -1,6 +1,7 @@
-"""The subprocess scheduler: each cell in its own child process (:mod:`memcomp.exec.child`),
-``jobs`` at once; the children's JSON-line messages drive progress, a child that dies becomes an
-error row with its exit code or signal.
+"""The local executor: each cell in its own child process (:mod:`memcomp.exec.child`),
+``jobs`` at once (or one per GPU slot, pinned); the children's JSON-line messages drive progress,
+a child that dies becomes THE dead-child error row with its exit code or signal. With
+``--isolation inline`` the local executor is :class:`memcomp.exec.inline.InlineExecutor`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from queue import Empty, Queue
 from typing import IO, Any
@@ -20,11 +21,12 @@ from typing import IO, Any
 import torch
 
 from memcomp.config.cells import Cell
-from memcomp.engine import CellOutcome, base_row
+from memcomp.config.run_options import RunOptions
+from memcomp.engine import CellOutcome
 from memcomp.exec.child import PARENT_ENV, cell_to_json, plugin_names
-from memcomp.exec.options import RunOptions, SuiteProgress, checkpoint_path
-from memcomp.results.manifest import now
-from memcomp.results.store import ResultsDir
+from memcomp.exec.executor import Executor, RunContext, dead_child_outcome
+from memcomp.exec.options import checkpoint_path
+from memcomp.exec.progress import Emit, ProgressEvent
 
 STDERR_TAIL = 8000  # bytes of a child's stderr kept for the error message and the log
 
@@ -135,82 +137,84 @@ def stop_children(children: list[ChildCell]) -> None:
             c.proc.wait()
 
 
-def run_processes(
-    cells: Sequence[Cell],
-    device: torch.device,
-    progress: SuiteProgress | None,
-    opts: RunOptions,
-    results: ResultsDir,
-    record: Callable[..., None],
-) -> None:
-    events: Queue[tuple[int, str, Any]] = Queue()
-    pending = list(range(len(cells)))[::-1]
-    running: dict[int, ChildCell] = {}
-    base = {
-        "device": str(device),
-        "memory_limit_mb": opts.memory_limit_mb,
-        "memory_source": opts.memory_source,
-        "plugins": plugin_names(),
-        "threads": opts.cell_threads(),
-    }
-    slots, gpu_of = opts.gpu_slots, {}
-    try:
-        while pending or running:
-            while pending and len(running) < opts.slots():
-                i = pending.pop()
-                ckpt = checkpoint_path(results, cells[i])
-                request = {**base, "checkpoint": str(ckpt) if ckpt else None}
-                env = None
-                if slots is not None:  # pinned: the child sees only its GPU
-                    gpu_of[i] = slots.acquire()
-                    env = slots.env(gpu_of[i])
-                running[i] = start_child(i, cells[i], request, events, env)
-            try:
-                i, kind, data = events.get(timeout=1.0)
-            except Empty:
-                continue
-            child = running.get(i)
-            if child is None:
-                continue
-            if kind == "msg":
-                _on_message(child, data, progress)
-                continue
-            code = finish_child(child)
-            del running[i]
-            outcome = _child_outcome(child, code, device)
-            if slots is not None:
-                slots.release(gpu_of[i])
-                outcome.row.update(slots.columns(gpu_of.pop(i)))
-            record(i, outcome, child.stderr_text())
-    except BaseException:
-        stop_children(list(running.values()))
-        raise
+def local_executor(options: RunOptions) -> Executor:
+    """The ``local`` executor: child processes, or inline with ``--isolation inline``."""
+    if options.isolation == "inline":
+        from memcomp.exec.inline import InlineExecutor
+
+        return InlineExecutor(options)
+    return ProcessesExecutor(options)
 
 
-def _on_message(child: ChildCell, msg: dict[str, Any], progress: SuiteProgress | None) -> None:
-    event = msg.get("event")
-    if event == "done":
+class ProcessesExecutor(Executor):
+    """Each cell in a fresh child process, ``jobs`` (or one per GPU slot) at once."""
+
+    def prepare(self, device: torch.device) -> RunOptions:
+        """Pin cell children to GPUs on a CUDA run (``--gpus``, ``--cells-per-gpu``)."""
+        from memcomp.exec.gpus import pinned
+
+        self.options = pinned(self.options, device)
+        return self.options
+
+    def run(self, cells: Sequence[Cell], ctx: RunContext) -> None:
+        opts, device = self.options, ctx.device
+        events: Queue[tuple[int, str, Any]] = Queue()
+        pending = list(range(len(cells)))[::-1]
+        running: dict[int, ChildCell] = {}
+        base = {
+            "device": str(device),
+            "memory_limit_mb": opts.memory_limit_mb,
+            "memory_source": opts.memory_source,
+            "plugins": plugin_names(),
+            "threads": opts.cell_threads(),
+        }
+        slots, gpu_of = opts.gpu_slots, {}
+        try:
+            while pending or running:
+                while pending and len(running) < opts.slots():
+                    i = pending.pop()
+                    ckpt = checkpoint_path(ctx.results, cells[i])
+                    request = {**base, "checkpoint": str(ckpt) if ckpt else None}
+                    env = None
+                    if slots is not None:  # pinned: the child sees only its GPU
+                        gpu_of[i] = slots.acquire()
+                        env = slots.env(gpu_of[i])
+                    running[i] = start_child(i, cells[i], request, events, env)
+                try:
+                    i, kind, data = events.get(timeout=1.0)
+                except Empty:
+                    continue
+                child = running.get(i)
+                if child is None:
+                    continue
+                if kind == "msg":
+                    _on_message(child, data, ctx.emit)
+                    continue
+                code = finish_child(child)
+                del running[i]
+                outcome = _child_outcome(child, code, device)
+                if slots is not None:
+                    slots.release(gpu_of[i])
+                    outcome.row.update(slots.columns(gpu_of.pop(i)))
+                ctx.record(i, outcome, child.stderr_text())
+        except BaseException:
+            stop_children(list(running.values()))
+            raise
+
+
+def _on_message(child: ChildCell, msg: dict[str, Any], emit: Emit) -> None:
+    if msg.get("event") == "done":
         child.done = msg
-    elif progress is None:
         return
-    elif event == "started":
-        progress.cell_started(child.cell, int(msg["iterations"]))
-    elif event == "iter":
-        progress.cell_iteration(child.cell, int(msg["it"]), msg.get("val"))
+    event = ProgressEvent.from_wire(child.cell, msg)
+    if event is not None:
+        emit(event)
 
 
 def _child_outcome(child: ChildCell, code: int | None, device: torch.device) -> CellOutcome:
-    """The child's reported outcome, or an error row describing how it died."""
+    """The child's reported outcome, or THE dead-child error row."""
     if child.done is not None:
         d = child.done
         return CellOutcome(d["row"], d.get("curve", []), d.get("episodes", []))
-    row = base_row(child.cell, device)
-    lines = [ln for ln in child.stderr_text().splitlines() if ln.strip()]
-    last = f": {lines[-1].strip()[:300]}" if lines else ""
-    row.update(
-        status="error",
-        error=f"cell process {exit_description(code)}{last}",
-        exit_code=code,
-        finished_at=now(),
-    )
-    return CellOutcome(row)
+    return dead_child_outcome(child.cell, device, exit_description(code), child.stderr_text(),
+                              code)  # fmt: skip

@@ -20,30 +20,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from memcomp.exec.remote import STOP_POLL_S, failed_outcome, outcome_from_result
+from memcomp.config.cells import Cell
+from memcomp.config.executors import RayOptions
+from memcomp.exec.executor import Executor, RunContext
+from memcomp.exec.progress import Emit, ProgressEvent
+from memcomp.exec.remote import STOP_POLL_S, failed_outcome, node_summary, outcome_from_result
 
 STOP_WAIT_S = 20.0  # how long Ctrl-C waits for the tasks to see the stop flag and return
-
-
-@dataclass
-class RaySettings:
-    """Where and how cells run on Ray."""
-
-    address: str = "auto"
-    max_retries: int = 2
-    cpus_per_cell: float = 1.0
-    runtime_env: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "max_retries": self.max_retries,
-            "cpus_per_cell": self.cpus_per_cell,
-            "runtime_env": self.runtime_env,
-        }
 
 
 def ray_missing() -> str | None:
@@ -143,8 +128,8 @@ def run_ray(
     device: Any,
     requests: Sequence[dict[str, Any]],
     record: Callable[..., None],
-    settings: RaySettings,
-    progress: Any = None,
+    settings: RayOptions,
+    emit: Emit,
 ) -> None:
     """Run ``cells`` (child ``requests``, one per cell) as Ray tasks; ``record(i, outcome, log)``
     is called in the driver as each finishes. Ctrl-C stops what is in flight (see the module
@@ -183,7 +168,7 @@ def run_ray(
         while inflight:
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
             try:
-                _forward(ray.get(board.take.remote(), timeout=30), cells, nodes, progress)
+                _forward(ray.get(board.take.remote(), timeout=30), cells, nodes, emit)
             except Exception:  # noqa: BLE001 - the board's node died: progress only is lost
                 board = _new_board()
             for ref in ready:
@@ -238,37 +223,35 @@ def _new_board() -> Any:
 
 def _forward(
     events: list[tuple[int, dict[str, Any]]], cells: Sequence[Any], nodes: dict[int, str],
-    progress: Any,
+    emit: Emit,
 ) -> None:  # fmt: skip
     for i, ev in events:
-        kind = ev.get("event")
-        if kind == "node":
+        if ev.get("event") == "node":
             nodes[i] = str(ev["node"])
-        elif progress is None:
             continue
-        elif kind == "started":
-            progress.cell_started(cells[i], int(ev["iterations"]))
-        elif kind == "iter":
-            progress.cell_iteration(cells[i], int(ev["it"]), ev.get("val"))
+        event = ProgressEvent.from_wire(cells[i], ev)
+        if event is not None:
+            emit(event)
 
 
-def run_ray_cells(
-    cells: Sequence[Any],
-    device: Any,
-    progress: Any,
-    opts: Any,
-    results: Any,
-    record: Callable[..., None],
-) -> None:
-    """The Ray scheduler with the local schedulers' signature (``opts``: RunOptions)."""
-    from memcomp.exec.child import cell_to_json
-    from memcomp.exec.remote import request_base
+class RayExecutor(Executor):
+    """Cells as Ray tasks on an existing cluster (see the module docstring)."""
 
-    ray_opts = opts.executor.ray
-    settings = RaySettings(
-        ray_opts.address, ray_opts.max_retries, ray_opts.cpus_per_cell, ray_opts.runtime_env
-    )
-    base = request_base(device, opts, max(1, int(ray_opts.cpus_per_cell)))
-    base["checkpoint"] = None  # no shared filesystem: a re-run cell starts over
-    requests = [{**base, "cell": cell_to_json(c)} for c in cells]
-    run_ray(cells, device, requests, record, settings, progress)
+    remote = True
+
+    def missing(self) -> str | None:
+        return ray_missing()
+
+    def run(self, cells: Sequence[Cell], ctx: RunContext) -> None:
+        from memcomp.exec.child import cell_to_json
+        from memcomp.exec.remote import request_base
+
+        assert self.options.executor_options is not None
+        settings: RayOptions = self.options.executor_options.section("ray")
+        base = request_base(ctx.device, self.options, max(1, int(settings.cpus_per_cell)))
+        base["checkpoint"] = None  # no shared filesystem: a re-run cell starts over
+        requests = [{**base, "cell": cell_to_json(c)} for c in cells]
+        run_ray(cells, ctx.device, requests, ctx.record, settings, ctx.emit)
+
+    def summary(self, rows: list[dict[str, Any]]) -> str | None:
+        return node_summary(rows) if rows else None

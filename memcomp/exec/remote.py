@@ -17,7 +17,7 @@ from collections.abc import Callable
 from queue import Empty, Queue
 from typing import Any
 
-from memcomp.exec.child import cell_from_json
+from memcomp.exec.child import cell_from_json, load_plugins
 from memcomp.exec.processes import exit_description, finish_child, start_child
 
 STOP_POLL_S = 1.0  # how often a running cell asks ``should_stop``
@@ -40,6 +40,7 @@ def run_cell_request(
     when it says yes the child is killed and the result has ``stopped`` True (a cooperative stop
     that needs no scheduler-side kill).
     """
+    load_plugins(request.get("plugins", []))  # the cell's components are typed by registries
     cell = cell_from_json(request["cell"])
     child_request = {k: v for k, v in request.items() if k != "cell"}
     started_at = now()
@@ -110,34 +111,26 @@ def request_base(device: Any, opts: Any, threads: int | None) -> dict[str, Any]:
 def outcome_from_result(
     cell: Any, result: dict[str, Any], device: Any, extra: dict[str, Any] | None = None
 ) -> Any:
-    """The :class:`~memcomp.engine.CellOutcome` of a returned result (an error row when the child
-    died without reporting), with the executor's columns ``extra`` added to the row."""
-    from memcomp.engine import CellOutcome, base_row
+    """The :class:`~memcomp.engine.CellOutcome` of a returned result (THE dead-child error row
+    when the child died without reporting), with the executor's columns ``extra`` added."""
+    from memcomp.engine import CellOutcome
+    from memcomp.exec.executor import dead_child_outcome
 
     if result.get("row") is not None:
         outcome = CellOutcome(dict(result["row"]), result["curve"], result["episodes"])
     else:
-        lines = [ln for ln in str(result.get("log", "")).splitlines() if ln.strip()]
-        last = f": {lines[-1].strip()[:300]}" if lines else ""
-        row = base_row(cell, device)
-        row.update(
-            status="error",
-            error=f"cell process {result.get('exit', 'did not report')}{last}",
-            exit_code=result.get("exit_code"),
-            finished_at=now(),
-        )
-        outcome = CellOutcome(row)
+        how = str(result.get("exit", "did not report"))
+        outcome = dead_child_outcome(cell, device, how, str(result.get("log", "")),
+                                     result.get("exit_code"))  # fmt: skip
     outcome.row.update(extra or {})
     return outcome
 
 
 def failed_outcome(cell: Any, device: Any, error: str, extra: dict[str, Any]) -> Any:
     """An error row for a cell whose executor gave up on it (e.g. its node died too often)."""
-    from memcomp.engine import CellOutcome, base_row
+    from memcomp.exec.executor import error_outcome
 
-    row = base_row(cell, device)
-    row.update(status="error", error=error, finished_at=now(), **extra)
-    return CellOutcome(row)
+    return error_outcome(cell, device, error, **extra)
 
 
 def node_summary(rows: list[dict[str, Any]]) -> str:

@@ -25,7 +25,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from memcomp.exec.remote import failed_outcome, outcome_from_result
+from memcomp.config.cells import Cell
+from memcomp.exec.executor import Executor, RunContext
+from memcomp.exec.progress import Emit, ProgressEvent
+from memcomp.exec.remote import failed_outcome, node_summary, outcome_from_result
 
 JOBS_FILE = "slurm_jobs.json"
 # Neither accounting nor the controller knows the job: e.g. an array task cancelled before it
@@ -80,11 +83,12 @@ class SlurmCellJob(_Base):  # type: ignore[misc,valid-type]
     def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         import torch
 
-        from memcomp.exec.child import cell_from_json
+        from memcomp.exec.child import cell_from_json, load_plugins
         from memcomp.exec.options import save_outcome
         from memcomp.exec.remote import run_cell_request
         from memcomp.results.store import ResultsDir
 
+        load_plugins(request.get("plugins", []))  # the cell's components are typed by registries
         cell = cell_from_json(request["cell"])
         result = run_cell_request(request)
         if result["row"] is None and result["exit_code"] == -signal.SIGTERM:
@@ -140,11 +144,35 @@ def job_states(job_ids: Sequence[str]) -> dict[str, str]:
     return states
 
 
+class SlurmExecutor(Executor):
+    """Cells as SLURM job arrays through submitit (see the module docstring)."""
+
+    remote = True
+
+    def missing(self) -> str | None:
+        return slurm_missing()
+
+    def _slurm(self) -> Any:
+        assert self.options.executor_options is not None
+        return self.options.executor_options.section("slurm")
+
+    def run(self, cells: Sequence[Cell], ctx: RunContext) -> None:
+        run_slurm_cells(cells, ctx.device, ctx.emit, self.options, self._slurm(), ctx.results,
+                        ctx.record)  # fmt: skip
+
+    def detached(self) -> bool:
+        return not self._slurm().wait
+
+    def summary(self, rows: list[dict[str, Any]]) -> str | None:
+        return node_summary(rows) if rows else None
+
+
 def run_slurm_cells(
     cells: Sequence[Any],
     device: Any,
-    progress: Any,
+    emit: Emit,
     opts: Any,
+    slurm: Any,
     results: Any,
     record: Callable[..., None],
 ) -> None:
@@ -155,7 +183,6 @@ def run_slurm_cells(
     from memcomp.exec.options import checkpoint_path
     from memcomp.exec.remote import request_base
 
-    slurm = opts.executor.slurm
     folder = Path(results.path)
     known = read_jobs(folder)
     live = {cid: jid for cid, jid in known.items() if job_states([jid]).get(jid) in LIVE_STATES}
@@ -202,12 +229,12 @@ def run_slurm_cells(
     _write_jobs(folder, known)
     if not slurm.wait:
         return
-    _follow(cells, device, jobs, results, record, progress)
+    _follow(cells, device, jobs, results, record, emit)
 
 
 def _follow(
     cells: Sequence[Any], device: Any, jobs: dict[int, Any], results: Any,
-    record: Callable[..., None], progress: Any,
+    record: Callable[..., None], emit: Emit,
 ) -> None:  # fmt: skip
     """Wait for the jobs; each finished one is recorded (under the results lock)."""
     started: set[int] = set()
@@ -223,9 +250,9 @@ def _follow(
                 gone[i] = gone.get(i, 0) + 1
                 if gone[i] < 5:
                     continue
-            if state == "RUNNING" and i not in started and progress is not None:
+            if state == "RUNNING" and i not in started:
                 started.add(i)
-                progress.cell_started(cells[i], cells[i].train.iterations)
+                emit(ProgressEvent("started", cells[i], iterations=cells[i].train.iterations))
             if state in LIVE_STATES or state == "UNKNOWN":
                 continue
             del pending[i]

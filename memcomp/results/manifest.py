@@ -9,14 +9,16 @@ import subprocess
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import memcomp
-from memcomp.config.cells import Cell
 from memcomp.config.settings import planned_flags
 from memcomp.errors import InputError
 from memcomp.results.schema import SCHEMA_VERSION
 from memcomp.results.store import ResultsDir
+
+if TYPE_CHECKING:
+    from memcomp.config.cells import Cell
 
 
 def now() -> str:

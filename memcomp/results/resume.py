@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from memcomp.config.cells import Cell
 from memcomp.results.store import CorruptResultsError, ResultsDir
+
+if TYPE_CHECKING:
+    from memcomp.config.cells import Cell
 
 
 def find_resume_dir(path: Path) -> Path:
@@ -112,3 +114,23 @@ def resume_manifest(
         "cells": {**old.get("cells", {}), **{c.id: c.config() for c in cells}},
         "precision": {**old.get("precision", {}), **new.get("precision", {})},
     }
+
+
+def recorded_options(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The run options the folder's latest session recorded (the last resume, else the run)."""
+    sessions = manifest.get("resumes") or []
+    if sessions and isinstance(sessions[-1], dict) and "options" in sessions[-1]:
+        return dict(sessions[-1]["options"] or {})
+    return dict(manifest.get("options") or {})
+
+
+def resume_command(suite_path: Path | str, folder: Path | str, recorded: dict[str, Any]) -> str:
+    """The shell command that resumes ``folder`` with the options a session recorded (the
+    manifest's ``options``): every option that changed how it ran, shell-quoted."""
+    import shlex
+
+    from memcomp.config.run_options import RunOptions
+
+    options = RunOptions.model_validate(recorded)
+    args = ["memcomp", "run", str(suite_path), "--resume", str(folder), *options.argv()]
+    return shlex.join(args)
