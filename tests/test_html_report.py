@@ -100,7 +100,7 @@ def test_index_of_a_folder_of_runs_links_every_page(run: Path, tmp_path: Path) -
     assert "3 runs; index.html:" in printed
     index = (results / "index.html").read_text()
     assert external_references(index) == [
-        f"{s}/{d}/report/report.html"
+        f"./{s}/{d}/report/report.html"
         for s, d in (("other", "20260103-000000"), ("tiny", "20260101-000000"),
                      ("tiny", "20260102-000000"))
     ]  # fmt: skip

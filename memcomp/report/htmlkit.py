@@ -10,11 +10,13 @@ import io
 import math
 import re
 from collections.abc import Sequence
+from pathlib import PurePath
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 
-__all__ = ["esc", "figure_svg", "line_svg", "page", "plot_block", "table_html"]
+__all__ = ["esc", "figure_svg", "line_svg", "page", "path_href", "plot_block", "table_html"]
 
 LONG = 60  # characters: a longer cell wraps instead of widening its column
 
@@ -152,6 +154,24 @@ def esc(v: Any) -> str:
     return html.escape(str(v))
 
 
+def path_href(path: str | PurePath) -> str:
+    """A relative path as a link address that cannot carry a scheme or a query: ``./`` then
+    every segment URL-quoted (``javascript:x`` becomes ``./javascript%3Ax``). Escape it with
+    :func:`esc` when it goes into an attribute."""
+    parts = PurePath(path).parts
+    if not parts or PurePath(path).is_absolute():
+        raise ValueError(f"path_href takes a relative path, not {str(path)!r}")
+    return "./" + "/".join(quote(part, safe="") for part in parts)
+
+
+def safe_href(address: str) -> str:
+    """``address`` when it is an in-page anchor (``#...``) or already made by
+    :func:`path_href`, else :func:`path_href` of it: no link of a page can run script."""
+    if address.startswith("#") or address.startswith("./"):
+        return address
+    return path_href(address)
+
+
 def page(title: str, header: str, sections: Sequence[tuple[str, str, str]], head: str = "") -> str:
     """A whole HTML document: ``sections`` are (anchor id, heading, inner HTML); ``head`` is
     extra markup at the top of ``<head>`` (e.g. a ``<meta>``)."""
@@ -178,8 +198,8 @@ def table_html(
 ) -> str:
     """A sortable, filterable table; ``filters`` names columns that get a drop-down filter.
 
-    ``links`` maps a value of the first column to the address (``#anchor`` or a relative path)
-    its cell links to.
+    ``links`` maps a value of the first column to the address its cell links to: an in-page
+    ``#anchor``, or a relative path (made a scheme-free ``./`` address by :func:`path_href`).
     """
     if df.columns.empty:
         return '<p class="note">(empty)</p>'
@@ -188,7 +208,7 @@ def table_html(
     for r in df.itertuples(index=False):
         cells = [esc(v) for v in r]
         if links and str(r[0]) in links:
-            cells[0] = f'<a href="{esc(links[str(r[0])])}">{cells[0]}</a>'
+            cells[0] = f'<a href="{esc(safe_href(links[str(r[0])]))}">{cells[0]}</a>'
         tds = [
             f'<td class="long">{c}</td>' if len(str(v)) > LONG else f"<td>{c}</td>"
             for c, v in zip(cells, r, strict=True)

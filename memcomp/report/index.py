@@ -12,7 +12,7 @@ import pandas as pd
 
 from memcomp.fsutil import atomic_write_text
 from memcomp.report.html import page_plots
-from memcomp.report.htmlkit import esc, page, table_html
+from memcomp.report.htmlkit import esc, page, path_href, table_html
 from memcomp.results import ResultsDir
 
 __all__ = ["find_runs", "index_html", "page_is_current", "write_index"]
@@ -59,12 +59,14 @@ def _row(run: Path, folder: Path, out_dir: Path) -> dict[str, object]:
         "statuses": ", ".join(f"{n} {s}" for s, n in counts.items()),
         "device": manifest.get("device_name") or manifest.get("device") or "",
         "memcomp": manifest.get("memcomp_version") or "",
-        "_href": os.path.relpath(html, out_dir) if html.exists() else "",
+        "_href": path_href(os.path.relpath(html, out_dir)) if html.exists() else "",
     }
 
 
 def index_html(folder: Path, runs: list[Path], out_dir: Path) -> str:
-    """The index page of ``runs`` (below ``folder``), with links relative to ``out_dir``."""
+    """The index page of ``runs`` (below ``folder``), with links relative to ``out_dir``: each
+    a ``./`` address with its segments URL-quoted (:func:`~memcomp.report.htmlkit.path_href`),
+    so no folder name (``javascript:...``) becomes a scheme."""
     rows = [_row(r, Path(folder), Path(out_dir)) for r in runs]
     df = pd.DataFrame(rows)
     links = {r["run"]: str(r["_href"]) for r in rows if r["_href"]}
