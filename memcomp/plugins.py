@@ -12,6 +12,8 @@ Three ways in, one mechanism (docs/extending.md):
 Every module imported by the last two ways is remembered (:func:`loaded`) and imported again in
 each cell child process. A module that fails to import is bad input
 (:class:`~memcomp.errors.InputError`, exit 2): one line naming the module and the import error.
+A module that imports but registers nothing (``--plugin os``, a typo'd submodule) gets a one-line
+warning on stderr (not in cell child processes, which import the same modules again).
 Entries registered while a plugin is imported record where they come from
 (:attr:`memcomp.registry.Entry.source`: the distribution's name, or ``module NAME``).
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from contextvars import ContextVar
 from importlib import metadata
 
@@ -28,6 +31,9 @@ from memcomp.errors import InputError
 ENV = "MEMCOMP_PLUGINS"
 GROUPS = ("memcomp.learners", "memcomp.datasets", "memcomp.backbones")
 _loaded: list[str] = []
+# (kind, name, source, module of the factory) of every registry entry added in this process,
+# appended by memcomp.registry (note_registered): tells whether a plugin registered anything.
+_registered: list[tuple[str, str, str, str]] = []
 # Where entries registered now come from (set while a plugin is imported: its distribution, or
 # "module NAME" for a module no installed distribution owns); read by memcomp.registry.
 LOADING_SOURCE: ContextVar[str | None] = ContextVar("memcomp_loading_source", default=None)
@@ -35,6 +41,31 @@ LOADING_SOURCE: ContextVar[str | None] = ContextVar("memcomp_loading_source", de
 
 class PluginError(InputError):
     """A plugin module could not be imported (exit 2)."""
+
+
+def note_registered(kind: str, name: str, source: str, module: str) -> None:
+    """Record that a registry added ``name`` (called by :meth:`memcomp.registry.Registry.add`)."""
+    _registered.append((kind, name, source, module))
+
+
+def _registered_by(module: str, source: str) -> bool:
+    """Whether any entry so far came from ``module`` (its source, or its factory's module)."""
+    return any(
+        src == f"module {module}" or mod == module or mod.startswith(module + ".")
+        for _, _, src, mod in _registered
+    )
+
+
+def _warn_if_empty(module: str, origin: str, before: int, source: str) -> None:
+    if len(_registered) > before or _registered_by(module, source):
+        return
+    if os.environ.get("MEMCOMP_PARENT_PID"):  # a cell child: the parent has warned already
+        return
+    sys.stderr.write(
+        f"warning: {origin}: plugin {module!r} imported but registered no learner, dataset, "
+        "backbone or executor; name the module that calls e.g. memcomp.LEARNERS.register "
+        "(docs/extending.md)\n"
+    )
 
 
 def env_modules() -> list[str]:
@@ -68,8 +99,11 @@ def load(modules: list[str] | tuple[str, ...], origin: str = "--plugin") -> list
     """Import ``modules`` (``origin`` names where they were asked for, for error messages)."""
     for module in modules:
         if module not in _loaded:
-            _import(module, distribution_of(module) or f"module {module}", origin)
+            source = distribution_of(module) or f"module {module}"
+            before = len(_registered)
+            _import(module, source, origin)
             _loaded.append(module)
+            _warn_if_empty(module, origin, before, source)
     return list(modules)
 
 

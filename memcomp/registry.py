@@ -12,7 +12,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from memcomp.errors import InputError, UnknownNameError
-from memcomp.plugins import LOADING_SOURCE, discover
+from memcomp.plugins import LOADING_SOURCE, discover, note_registered
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,6 +106,9 @@ class Registry(Generic[F]):
         if entry.name in self._entries:
             raise ValueError(f"{self.kind} {entry.name!r} registered twice")
         self._entries[entry.name] = entry
+        target = entry.target
+        module = target.partition(":")[0] if isinstance(target, str) else target.__module__
+        note_registered(self.kind, entry.name, entry.source, str(module))
 
     def get(self, name: str) -> Entry[F]:
         self._discover()

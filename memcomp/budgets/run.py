@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from memcomp.budgets.junit import write_junit
@@ -17,7 +18,7 @@ from memcomp.errors import InputError
 
 
 def _table(outcomes: Sequence[Outcome], title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=escape(title))
     table.add_column("#", justify="right")
     table.add_column("budget (cell)", overflow="fold")
     table.add_column("source")
@@ -34,8 +35,8 @@ def _table(outcomes: Sequence[Outcome], title: str) -> Table:
         color = style.get(o.verdict, "")
         table.add_row(
             str(b.index),
-            b.label,
-            o.source,
+            escape(str(b.label)),
+            escape(str(o.source)),
             "-" if o.measured_mb is None else f"{o.measured_mb:.3f}",
             "-" if o.allowed_mb is None else f"{o.allowed_mb:.3f}",
             margin,
@@ -87,7 +88,7 @@ def run_check(
         write_junit(outcomes, junit, path.stem, source)
     if update:
         n = update_file(path, budgets, outcomes, source)
-        console.print(f"updated {n} {source} baseline(s) in {path} (other sources kept)")
+        console.print(escape(f"updated {n} {source} baseline(s) in {path} (other sources kept)"))
     n = {v: sum(o.verdict == v for o in outcomes) for v in VERDICTS}
     console.print(
         f"{n['ok']} within budget, {n['exceeded']} exceeded, {n['error']} failed to run, "

@@ -6,9 +6,9 @@ from collections import Counter
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from memcomp.cli.app import app, console, handle_errors
+from memcomp.cli.common import TextTable, esc
 from memcomp.cli.report import resolve_results_dir
 
 
@@ -28,16 +28,16 @@ def status(
     path = results if (results / "manifest.json").exists() else resolve_results_dir(results)
     cells = folder_status(path)
     counts = Counter(c["state"] for c in cells)
-    table = Table(title=f"{path}: {len(cells)} cells")
+    table = TextTable(title=f"{path}: {len(cells)} cells")
     for col in ("cell id", "label", "state", "SLURM job"):
         table.add_column(col, overflow="fold")
     for c in cells:
         if c["state"] != "ok":
-            table.add_row(c["cell_id"], c["label"], c["state"], c["job"])
+            table.add_row(*(str(c[k]) for k in ("cell_id", "label", "state", "job")))
     if table.row_count:
         console.print(table)
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    console.print(f"{len(cells)} cells: {summary}", highlight=False)
+    console.print(f"{len(cells)} cells: {esc(summary)}", highlight=False)
 
 
 @app.command()
@@ -58,4 +58,4 @@ def merge(
     from memcomp.exec.merge import merge_results, report_lines
 
     for line in report_lines(merge_results(folders, out)):
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(esc(line), highlight=False, soft_wrap=True)

@@ -1,10 +1,54 @@
-"""Display helpers shared by commands: component labels and the cells table."""
+"""Display helpers shared by commands: user text made safe for Rich (:func:`esc`,
+:class:`TextTable`), component labels and the cells table.
+
+Every string that comes from the user (paths, suite and learner names, labels, errors, plugin
+summaries) goes to Rich through :func:`esc` or as a :class:`rich.text.Text`: Rich would read
+``[/]`` or ``[red]`` in it as markup and fail (``MarkupError``) or restyle it.
+"""
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+
+
+def esc(value: object) -> str:
+    """``value`` as Rich markup that prints it literally (``[/]`` in a path stays text)."""
+    return escape(str(value))
+
+
+def shell_arg(value: object) -> str:
+    """``value`` as one shell word (``shlex.quote``), escaped for Rich: a command to copy."""
+    return esc(shlex.quote(str(value)))
+
+
+def styled(value: object, style: str) -> Text:
+    """``value`` as literal text in ``style`` (a table cell or line with colour)."""
+    return Text(str(value), style=style)
+
+
+def _text(value: Any, style: str) -> Any:
+    return Text(value, style=style) if isinstance(value, str) else value
+
+
+class TextTable(Table):
+    """A Rich table whose string cells, title and caption print literally, never as markup;
+    a styled cell is a :class:`rich.text.Text` (:func:`styled`)."""
+
+    def __init__(self, *headers: Any, title: Any = None, caption: Any = None, **kw: Any) -> None:
+        super().__init__(
+            *headers,
+            title=_text(title, "table.title"),
+            caption=_text(caption, "table.caption"),
+            **kw,
+        )
+
+    def add_row(self, *renderables: Any, **kw: Any) -> None:
+        super().add_row(*(Text(r) if isinstance(r, str) else r for r in renderables), **kw)
 
 
 def short_label(kind: str, comp: Any) -> str:
@@ -24,7 +68,7 @@ def short_label(kind: str, comp: Any) -> str:
 
 
 def cells_table(cells: list[Any], title: str) -> Table:
-    table = Table(title=title, show_lines=False)
+    table = TextTable(title=title, show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("cell id")
     table.add_column("learner", overflow="fold")

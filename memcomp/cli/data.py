@@ -7,9 +7,9 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from memcomp.cli.app import console, data_app, handle_errors
+from memcomp.cli.common import TextTable, styled
 
 
 @data_app.command("status")
@@ -24,7 +24,7 @@ def data_status(
     from memcomp.data.status import dataset_status
 
     rows = dataset_status(root)
-    table = Table(title="datasets", show_lines=True)
+    table = TextTable(title="datasets", show_lines=True)
     for col in ("name", "present", "path", "format", "classes", "images", "checksum ok"):
         table.add_column(col, overflow="fold")
     missing = []
@@ -32,18 +32,18 @@ def data_status(
         ok = r.get("checksum_ok")
         table.add_row(
             r["name"],
-            "[green]yes[/]" if r.get("present") else "[red]no[/]",
+            styled("yes", "green") if r.get("present") else styled("no", "red"),
             str(r.get("path") or "-"),
             str(r.get("format") or "-"),
             str(r.get("classes") or "-"),
             str(r.get("images") or "-"),
-            "-" if ok is None else ("[green]yes[/]" if ok else "[red]NO[/]"),
+            "-" if ok is None else (styled("yes", "green") if ok else styled("NO", "red")),
         )
         if not r.get("present"):
             missing.append(r)
     console.print(table)
     for r in missing:
-        console.print(f"[bold]{r['name']}[/]: expected {escape(str(r.get('expected')))}")
+        console.print(f"[bold]{escape(r['name'])}[/]: expected {escape(str(r.get('expected')))}")
         console.print(f"  {escape(str(r.get('how_to_get')))}")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from memcomp.cli.app import app, console, handle_errors
+from memcomp.cli.common import esc, shell_arg
 
 new_app = typer.Typer(help="Start a plugin: an installable package memcomp discovers.")
 app.add_typer(new_app, name="new")
@@ -29,7 +30,10 @@ def new_learner(
 
     folder = folder or Path(name)
     for path in write(name, folder):
-        console.print(f"wrote {path}")
+        console.print(f"wrote {esc(path)}", highlight=False)
     console.print(
-        f"next: pip install -e {folder} && memcomp verify {name} && memcomp run {folder}/suite.yaml"
+        f"next: pip install -e {shell_arg(folder)} && memcomp verify {shell_arg(name)} && "
+        f"memcomp run {shell_arg(folder / 'suite.yaml')}",
+        highlight=False,
+        soft_wrap=True,
     )

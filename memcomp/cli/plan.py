@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from memcomp.cli.app import app, console, handle_errors
-from memcomp.cli.common import short_label
+from memcomp.cli.common import TextTable, esc, short_label, styled
 from memcomp.cli.options import DeviceChoice
 from memcomp.errors import InputError
 
@@ -103,7 +103,7 @@ def plan_rows(cells: list[Any], device_type: str, budget: Any) -> list[dict[str,
 
 
 def _table(rows: list[dict[str, Any]], title: str, device_type: str) -> Table:
-    table = Table(title=title)
+    table = TextTable(title=title)
     table.add_column("#", justify="right")
     table.add_column("cell id", no_wrap=True)
     table.add_column("learner", overflow="fold")
@@ -118,7 +118,7 @@ def _table(rows: list[dict[str, Any]], title: str, device_type: str) -> Table:
         return "?" if v is None else f"{v:.1f}"
 
     for i, r in enumerate(rows, 1):
-        fits = {True: "[green]yes[/]", False: "[red]no[/]", None: "?"}[r["fits"]]
+        fits = {True: styled("yes", "green"), False: styled("no", "red"), None: "?"}[r["fits"]]
         how = "sequential" if r["execution"] == "sequential" else (
             f"batched {r['task_chunk']}/{r['meta_batch']}")  # fmt: skip
         table.add_row(
@@ -213,10 +213,10 @@ def plan(
                       highlight=False)  # fmt: skip
         for r in rows:
             if r["fits"] is False:
-                console.print(f"[red]does not fit[/]: {r['cell_id']} {r['learner']}: "
-                              f"{r['reason']}", highlight=False)  # fmt: skip
+                console.print(f"[red]does not fit[/]: {esc(r['cell_id'])} {esc(r['learner'])}: "
+                              f"{esc(r['reason'])}", highlight=False)  # fmt: skip
         if csv_file is not None:
-            console.print(f"plan written to {csv_file}")
+            console.print(f"plan written to {esc(csv_file)}", highlight=False)
     raise typer.Exit(1 if any(r["fits"] is False for r in rows) else 0)
 
 

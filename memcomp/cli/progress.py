@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 from rich.progress import Progress, TaskID
 from rich.table import Table
+from rich.text import Text
 
-from memcomp.cli.common import short_label
+from memcomp.cli.common import TextTable, esc, short_label, styled
 from memcomp.config.cells import Cell
 from memcomp.results.schema import param_column
 
@@ -27,7 +28,7 @@ class RichProgress:
         if cell.id in self.bars:
             self.p.remove_task(self.bars.pop(cell.id))
         self.bars[cell.id] = self.p.add_task(
-            f"  {cell.learner.label()} s{cell.seed}", total=iterations, info=""
+            esc(f"  {cell.learner.label()} s{cell.seed}"), total=iterations, info=""
         )
 
     def cell_iteration(self, cell: Cell, iteration: int, val_acc: float | None) -> None:
@@ -44,8 +45,8 @@ class RichProgress:
         if not outcome.ok:
             r = outcome.row
             self.p.console.print(
-                f"[red]{r.get('status')}[/] {r.get('label', r.get('cell_id'))}: "
-                f"{str(r.get('error', ''))[:200]}",
+                f"[red]{esc(r.get('status'))}[/] {esc(r.get('label', r.get('cell_id')))}: "
+                f"{esc(str(r.get('error', ''))[:200])}",
                 highlight=False,
             )
         self.p.advance(self.cells)
@@ -75,7 +76,7 @@ def _missing(v: object) -> bool:
 
 def summary_table(outcomes: list[CellOutcome]) -> Table:
     sources = sorted({str(o.row.get("mem_source")) for o in outcomes if o.row.get("mem_source")})
-    t = Table(
+    t = TextTable(
         title="summary",
         caption=f"peak MB above baseline, source: {', '.join(sources) or '-'}; "
         "cell ids and all columns in runs.csv",
@@ -93,7 +94,8 @@ def summary_table(outcomes: list[CellOutcome]) -> Table:
         )
         mem = f"{r['peak_mem_mb']:.1f}" if r.get("peak_mem_mb") is not None else "-"
         spi = f"{r['sec_per_iter']:.3f}" if r.get("sec_per_iter") is not None else "-"
-        status = r["status"] if o.ok else f"[red]{r['status']}[/]: {str(r.get('error', ''))[:60]}"
+        error = f": {str(r.get('error', ''))[:60]}"
+        status = r["status"] if o.ok else Text.assemble(styled(r["status"], "red"), error)
         data = f"{r.get('dataset')} {r.get('ways')}w{r.get('shots')}s"
         t.add_row(_learner_label(r), data, status, acc, mem, spi)
     return t

@@ -93,7 +93,7 @@ def resolve_results_dir(path: Path) -> Path:
         return path
     runs = sorted(p.parent for p in path.glob("*/runs.csv")) if path.is_dir() else []
     if runs:
-        console.print(f"using the newest run in {path}: {runs[-1].name}")
+        console.print(escape(f"using the newest run in {path}: {runs[-1].name}"), highlight=False)
         return runs[-1]
     raise InputError(
         f"{path}: no runs.csv here or in its subfolders; pass a folder written by "

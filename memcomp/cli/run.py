@@ -7,10 +7,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from memcomp.cli.app import app, console, handle_errors
-from memcomp.cli.common import cells_table
+from memcomp.cli.common import cells_table, esc, shell_arg
 from memcomp.cli.options import DeviceChoice, Isolation
 from memcomp.cli.progress import summary_table
 from memcomp.config.run_options import RunOptions
@@ -140,7 +139,7 @@ def run_command(
         title = f"suite {run.suite.name}: {len(run.todo)} cells to run (dry run)"
         console.print(cells_table(run.todo, title))
         if run.done:
-            console.print(f"{len(run.done)} cells already done in {run.resume_dir}")
+            console.print(f"{len(run.done)} cells already done in {esc(run.resume_dir)}")
         return 0
     shown = ConsoleRun(console)
     try:
@@ -150,29 +149,31 @@ def run_command(
         if stop.outcomes:
             console.print(summary_table(stop.outcomes))
         if isinstance(stop, Interrupted):
-            what = escape(str(stop).removeprefix("interrupted: "))
+            what = esc(str(stop).removeprefix("interrupted: "))
             console.print(f"[yellow]interrupted[/]: {what}", highlight=False)
             return EXIT_INTERRUPTED
-        console.print(f"[red]error[/]: {escape(str(stop))}", highlight=False)
+        console.print(f"[red]error[/]: {esc(stop)}", highlight=False)
         return 1
     finally:
         shown.close()
     run, outcomes = result.run, result.outcomes
-    folder = escape(str(result.folder))
+    folder = esc(result.folder)
     if run.executor.detached():
         kind = executor_name(run.options)
         console.print(f"submitted {len(run.todo)} cells ({kind}); they write into {folder}"
-                      f"\nfollow with: memcomp status {folder}", highlight=False)  # fmt: skip
+                      f"\nfollow with: memcomp status {shell_arg(result.folder)}",
+                      highlight=False)  # fmt: skip
         return 0
     console.print(summary_table(outcomes))
     where = run.executor.summary([o.row for o in outcomes])
     if where:
-        console.print(escape(where), highlight=False)
+        console.print(esc(where), highlight=False)
     failed = [o for o in outcomes if not o.ok]
-    console.print(f"results: {folder}")
-    console.print(f"next: memcomp report {folder}")
+    console.print(f"results: {folder}", highlight=False, soft_wrap=True)
+    hint = f"next: memcomp report {shell_arg(result.folder)}"  # a command to copy: shell-quoted
+    console.print(hint, highlight=False, soft_wrap=True)
     if failed:
-        again = escape(run.resume_command())
+        again = esc(run.resume_command())
         console.print(f"[red]{len(failed)} of {len(outcomes)} cells did not finish ok[/] "
                       f"(re-run them with: {again})", highlight=False)  # fmt: skip
         return 1

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from memcomp.cli.app import app, console, handle_errors
-from memcomp.cli.common import cells_table
+from memcomp.cli.common import TextTable, cells_table, esc
 from memcomp.errors import InputError
 
 
@@ -51,7 +50,8 @@ def validate(
 
         preflight(s, cells, check_data=True, size_check=not no_size_check)
     console.print(cells_table(cells, f"suite {s.name}: {len(cells)} cells"))
-    console.print(f"[green]ok[/]: {suite} is valid ({len(cells)} cells)")
+    ok = f"[green]ok[/]: {esc(suite)} is valid ({len(cells)} cells)"
+    console.print(ok, highlight=False, soft_wrap=True)
 
 
 @app.command("list")
@@ -85,7 +85,7 @@ def list_(
     for name, reg in regs.items():
         if what not in (None, name):
             continue
-        table = Table(title=name, show_lines=True)
+        table = TextTable(title=name, show_lines=True)
         table.add_column("name", style="bold")
         table.add_column("summary")
         table.add_column("from")
@@ -112,6 +112,6 @@ def schema(
     text = json.dumps(suite_json_schema(), indent=2)
     if out:
         out.write_text(text + "\n")
-        console.print(f"wrote {out}")
+        console.print(f"wrote {esc(out)}", highlight=False)
     else:
         sys.stdout.write(text + "\n")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import typer
-from rich.table import Table
 
 from memcomp.cli.app import app, console, handle_errors
+from memcomp.cli.common import TextTable, esc, styled
 
 
 @app.command()
@@ -37,7 +37,8 @@ def verify(
         start = time.perf_counter()
         checks = run_verify(name)
         secs = time.perf_counter() - start
-        table = Table(title=f"memcomp verify {name} ({LEARNERS.get(name).source}, {secs:.0f} s)")
+        title = f"memcomp verify {name} ({LEARNERS.get(name).source}, {secs:.0f} s)"
+        table = TextTable(title=title)
         table.add_column("check")
         table.add_column("result")
         table.add_column("measured error", justify="right")
@@ -45,10 +46,10 @@ def verify(
         style = {"pass": "green", "FAIL": "bold red", "skip": "dim", "approx": "yellow"}
         for c in checks:
             err = "" if c.error is None else f"{c.error:.1e}"
-            table.add_row(c.name, f"[{style[c.status]}]{c.status}[/]", err, c.note)
+            table.add_row(c.name, styled(c.status, style[c.status]), err, str(c.note))
         console.print(table)
         bad = [c for c in checks if c.failed]
         failed += bool(bad)
         verdict = f"[red]{len(bad)} of {len(checks)} checks failed[/]" if bad else "[green]ok[/]"
-        console.print(f"{name}: {verdict}")
+        console.print(f"{esc(name)}: {verdict}", highlight=False)
     raise typer.Exit(1 if failed else 0)

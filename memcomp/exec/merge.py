@@ -10,6 +10,7 @@ of all of them and ``merged_from`` describing each source. Folders of different 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,11 @@ def merge_results(sources: Sequence[Path], out: Path) -> MergeReport:
     if len({p.resolve() for p in sources}) != len(sources):
         raise InputError("merge: a folder is given twice")
     folders = [_source(Path(p)) for p in sources]
+    if out.is_symlink() and not out.exists():
+        raise InputError(
+            f"--out {out}: is a symbolic link to {os.readlink(out)}, which does not exist; merge "
+            "writes a new folder (remove the link or choose another path)"
+        )
     if out.exists():
         raise InputError(f"--out {out}: exists; merge writes a new folder (choose another path)")
     manifests = [f.manifest() for f in folders]
@@ -111,10 +117,6 @@ def _write(
     chosen: dict[str, tuple[int, pd.Series]],
     out: Path,
 ) -> None:
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "logs").mkdir(parents=True)
-    target = ResultsDir(tmp)
     by_source: dict[int, set[str]] = {}
     for cid, (k, _) in chosen.items():
         by_source.setdefault(k, set()).add(cid)
@@ -122,8 +124,8 @@ def _write(
     cols = [c for c in RUN_COLUMNS if c in rows.columns] + [
         c for c in rows.columns if c not in RUN_COLUMNS
     ]
-    atomic_write_csv(target.runs_csv, rows.reindex(columns=cols))
-    for name, columns, read in (
+    tables = {"runs.csv": rows.reindex(columns=cols)}
+    for name, columns, read in (  # every input is read before anything is written
         ("curves.csv", CURVE_COLUMNS, ResultsDir.curves),
         ("episodes.csv", EPISODE_COLUMNS, ResultsDir.episodes),
     ):
@@ -132,16 +134,25 @@ def _write(
             table = read(folders[k])
             if len(table):
                 parts.append(table[table["cell_id"].astype(str).isin(ids)])
-        merged = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-        atomic_write_csv(tmp / name, merged)
-    for k, ids in by_source.items():
-        for cid in ids:
-            log = folders[k].path / "logs" / f"{cid}.log"
-            if log.exists():
-                shutil.copy2(log, tmp / "logs" / log.name)
-    target.write_manifest(_manifest(folders, manifests, by_source))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(out)
+        tables[name] = (
+            pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+        )
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:  # into a temporary folder renamed at the end: a failed merge leaves no ``out``
+        (tmp / "logs").mkdir(parents=True)
+        for name, table in tables.items():
+            atomic_write_csv(tmp / name, table)
+        for k, ids in by_source.items():
+            for cid in ids:
+                log = folders[k].path / "logs" / f"{cid}.log"
+                if log.exists():
+                    shutil.copy2(log, tmp / "logs" / log.name)
+        ResultsDir(tmp).write_manifest(_manifest(folders, manifests, by_source))
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _manifest(

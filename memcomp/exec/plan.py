@@ -61,6 +61,12 @@ def _one_line(e: BaseException) -> str:
 def check_output(out: Path, suite_name: str) -> str | None:
     """Why results cannot be created under ``out/<suite>`` (None when they can)."""
     target = out / suite_name
+    for p in (target, *target.parents):
+        if p.is_symlink() and not p.exists():
+            return (
+                f"{p} is a symbolic link to {os.readlink(p)}, which does not exist; create "
+                "that folder, remove the link, or pass another --out"
+            )
     try:
         if not target.resolve().is_relative_to(out.resolve()):
             return f"suite name {suite_name!r} would write outside {out}"
