@@ -106,11 +106,11 @@ def plant_payloads(run: Path, folder: Path) -> Path:
     return folder
 
 
-def assert_escaped(page: str) -> None:
+def assert_escaped(page: str, scripts: int = 3) -> None:
     assert SCRIPT not in page and "<img" not in page and "onerror=alert(1)>" not in page
     assert html.escape(SCRIPT) in page  # shown, as text
     own = page.count("<script")
-    assert own == page.count("</script>") and own <= 3, own  # memcomp's own scripts only
+    assert own == page.count("</script>") and own <= scripts, own  # memcomp's own scripts only
 
 
 def test_script_payloads_in_user_text_come_out_escaped(run: Path, tmp_path: Path) -> None:
@@ -121,6 +121,15 @@ def test_script_payloads_in_user_text_come_out_escaped(run: Path, tmp_path: Path
     assert html.escape("last words " + SCRIPT) in page  # the log tail
     assert html.escape(f"boom {SCRIPT}") in page  # the error
     assert_escaped((tmp_path / "results" / "index.html").read_text())
+
+
+def test_script_payloads_stay_text_in_interactive_charts(run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("plotly")
+    folder = plant_payloads(run, tmp_path / "tiny" / "20260101-000000")
+    report(str(folder), "--plots", "interactive")
+    page = (folder / "report" / "report.html").read_text()
+    assert 'class="mc-plotly"' in page
+    assert_escaped(page, scripts=8)
 
 
 def _why_no_browser() -> str | None:

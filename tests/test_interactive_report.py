@@ -167,7 +167,7 @@ def test_index_passes_plots_to_every_run_page(run: Path, tmp_path: Path) -> None
                for p in pages)  # fmt: skip
     index = (results / "index.html").read_text()
     assert "Plotly" not in index and external_references(index) == [
-        f"tiny/{s}/report/report.html" for s in stamps
+        f"./tiny/{s}/report/report.html" for s in stamps
     ]
     # current pages of the other kind are rebuilt: static again, without plotly
     res = runner.invoke(app, ["report", str(results)])
