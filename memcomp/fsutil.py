@@ -1,6 +1,7 @@
 """Atomic file writes: write to a temporary file in the target's folder, fsync, then rename.
 
-A reader (or a killed process) never sees a half-written file.
+A reader (or a killed process) never sees a half-written file. :func:`dangling_link_problem`:
+an output path through a symbolic link to nothing, said in one line before anything is written.
 """
 
 from __future__ import annotations
@@ -59,3 +60,18 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_open(path, "w") as f:
         f.write(text)
+
+
+def dangling_link_problem(path: Path, option: str = "--out", new: bool = False) -> str | None:
+    """Why ``path`` cannot be created when it, or a folder above it, is a symbolic link to
+    something that does not exist (``mkdir`` would fail with FileExistsError); else None.
+    ``new``: ``path`` must not exist (the fix is not to create the link's target)."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.is_symlink() and not p.exists():
+            fix = "" if new and p == path else "create that folder, "
+            return (
+                f"{p} is a symbolic link to {os.readlink(p)}, which does not exist; {fix}"
+                f"remove the link, or pass another {option}"
+            )
+    return None

@@ -173,6 +173,13 @@ def test_out_on_a_dangling_symlink_is_exit_2_in_one_line(run: Path, tmp_path: Pa
     assert rc == 2 and len(out.strip().splitlines()) == 1, out
     assert "symbolic link" in out and not (tmp_path / "missing").exists()
     assert not (tmp_path / ".merged.tmp").exists()
+    for args in (
+        ["report", str(tmp_path / "A"), "--out", str(link)],
+        ["diagnose", "--out", f"{link}/d"],
+    ):
+        rc, out = cli(*args)
+        assert rc == 2 and len(out.strip().splitlines()) == 1, out
+        assert f"{link} is a symbolic link to" in out and not (tmp_path / "missing").exists()
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ import typer
 
 from memcomp.cli.app import app, handle_errors
 from memcomp.cli.options import DeviceChoice
+from memcomp.errors import InputError
+from memcomp.fsutil import dangling_link_problem
 
 
 class Sweep(str, Enum):
@@ -42,6 +44,10 @@ def diagnose(
     memcomp diagnose --sweep rounding --device cuda --out results/diagnose-gpu
     """
     from memcomp.diagnose.__main__ import main as diagnose_main
+
+    link = dangling_link_problem(out)
+    if link:
+        raise InputError(f"--out {out}: {link}")
 
     diagnose_main(
         [

@@ -10,6 +10,7 @@ from rich.markup import escape
 from memcomp.cli.app import app, console, handle_errors
 from memcomp.cli.options import PlotsChoice, parse_formats
 from memcomp.errors import InputError
+from memcomp.fsutil import dangling_link_problem
 
 
 @app.command()
@@ -54,6 +55,9 @@ def report(
     from memcomp.report.hypergrad import build_hypergrad_report, is_diagnostics_folder
 
     formats = parse_formats(fmt)
+    link = dangling_link_problem(out) if out is not None else None
+    if link:
+        raise InputError(f"--out {out}: {link}")
     if is_diagnostics_folder(results):
         rep = build_hypergrad_report(results, out, formats, html)
         print_report(rep, console)

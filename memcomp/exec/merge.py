@@ -10,7 +10,6 @@ of all of them and ``merged_from`` describing each source. Folders of different 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from memcomp.errors import InputError
+from memcomp.fsutil import dangling_link_problem
 from memcomp.results.schema import CURVE_COLUMNS, EPISODE_COLUMNS, RUN_COLUMNS
 from memcomp.results.store import ResultsDir, atomic_write_csv
 
@@ -58,11 +58,9 @@ def merge_results(sources: Sequence[Path], out: Path) -> MergeReport:
     if len({p.resolve() for p in sources}) != len(sources):
         raise InputError("merge: a folder is given twice")
     folders = [_source(Path(p)) for p in sources]
-    if out.is_symlink() and not out.exists():
-        raise InputError(
-            f"--out {out}: is a symbolic link to {os.readlink(out)}, which does not exist; merge "
-            "writes a new folder (remove the link or choose another path)"
-        )
+    link = dangling_link_problem(out, new=True)
+    if link:
+        raise InputError(f"--out {out}: {link}")
     if out.exists():
         raise InputError(f"--out {out}: exists; merge writes a new folder (choose another path)")
     manifests = [f.manifest() for f in folders]

@@ -27,6 +27,7 @@ from memcomp.config.cells import Cell
 from memcomp.config.feasible import infeasible
 from memcomp.config.size import host_memory_bytes, size_problems
 from memcomp.engine import DataCache, one_line
+from memcomp.fsutil import dangling_link_problem
 from memcomp.measure.device import check_device
 from memcomp.results.resume import find_resume_dir, resume_problem
 
@@ -61,12 +62,9 @@ def _one_line(e: BaseException) -> str:
 def check_output(out: Path, suite_name: str) -> str | None:
     """Why results cannot be created under ``out/<suite>`` (None when they can)."""
     target = out / suite_name
-    for p in (target, *target.parents):
-        if p.is_symlink() and not p.exists():
-            return (
-                f"{p} is a symbolic link to {os.readlink(p)}, which does not exist; create "
-                "that folder, remove the link, or pass another --out"
-            )
+    link = dangling_link_problem(target)
+    if link:
+        return link
     try:
         if not target.resolve().is_relative_to(out.resolve()):
             return f"suite name {suite_name!r} would write outside {out}"
