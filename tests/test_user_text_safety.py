@@ -75,6 +75,41 @@ def test_a_learner_label_with_markup_runs_ok_and_prints_as_written(
     assert markup_learner in out  # the summary table shows the name literally
 
 
+PLUGIN = """
+from fake_learners import FakeOk, FakeParams
+from memcomp.learners import LEARNERS
+
+LEARNERS.register("mk-proc[/]", "test: markup in the name [/]", FakeParams)(FakeOk)
+"""
+
+
+def test_a_markup_label_in_cell_processes_finishes_ok(tmp_path: Path) -> None:
+    """The case as reported: process isolation, the plugin imported in each cell process."""
+    (tmp_path / "mk_plugin.py").write_text(PLUGIN)
+    suite = write_suite(tmp_path, "s.yaml", "mk-proc[/]")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "tests"), str(REPO)]),
+    }
+    env.pop("MEMCOMP_PLUGINS", None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "memcomp",
+        "--plugin",
+        "mk_plugin",
+        "run",
+        str(suite),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and "MarkupError" not in res.stdout + res.stderr
+    (runs,) = (tmp_path / "out" / "tiny").glob("*/runs.csv")
+    assert ",ok," in runs.read_text().splitlines()[1]
+
+
 def test_progress_and_summary_print_markup_in_labels_and_errors_literally() -> None:
     buf = io.StringIO()
     console = Console(file=buf, width=200, force_terminal=False)
