@@ -49,9 +49,10 @@ def note_registered(kind: str, name: str, source: str, module: str) -> None:
 
 
 def _registered_by(module: str, source: str) -> bool:
-    """Whether any entry so far came from ``module`` (its source, or its factory's module)."""
+    """Whether any entry so far came from ``module`` (by its source, ``source`` or ``module
+    NAME``, or by its factory's module)."""
     return any(
-        src == f"module {module}" or mod == module or mod.startswith(module + ".")
+        src in (source, f"module {module}") or mod == module or mod.startswith(module + ".")
         for _, _, src, mod in _registered
     )
 
