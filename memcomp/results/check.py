@@ -46,7 +46,7 @@ def check_table(path: Path, text: str, required: tuple[str, ...] | None = None) 
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader, [])
-        if not text.endswith("\n") and reader.line_num <= 1 and next(reader, None) is None:
+        if "\n" not in text:
             raise CorruptResultsError(
                 f"{path}: the header line is cut short (no line end after {len(text)} "
                 "characters); restore the file from a backup, or delete it to re-run its cells "
@@ -62,8 +62,9 @@ def check_table(path: Path, text: str, required: tuple[str, ...] | None = None) 
         for rec in reader:
             if bad is not None:
                 raise CorruptResultsError(
-                    f"{path}: line {bad[1] + 1} has {bad[0]} fields, the header {n}; restore "
-                    "the file or remove that row (a missing row is re-run by --resume)"
+                    f"{path}: not a readable CSV table (line {bad[1] + 1} has {bad[0]} fields, "
+                    f"the header {n}); restore the file or remove that row (a missing row is "
+                    "re-run by --resume)"
                 )
             if rec and len(rec) != n:
                 bad = (len(rec), before)

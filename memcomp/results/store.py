@@ -40,6 +40,11 @@ from memcomp.results.schema import (
 TEXT_COLUMNS = {c: str for c, t in (CONFIG_COLUMNS | MEASURE_COLUMNS).items() if t == "str"}
 
 
+# the manifest keys readers rely on, and their types
+MANIFEST_TYPES: dict[str, tuple[type, ...]] = {
+    "suite": (str,), "suite_text": (str,), "cells": (dict,), "precision": (dict,),
+    "resumes": (list,), "options": (dict,), "merged_from": (list,),
+}  # fmt: skip
 # the append state of every table this process wrote or read for writing, by resolved path
 _STATES: dict[str, TableState] = {}
 Combine = Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]
@@ -155,6 +160,24 @@ class ResultsDir:
         keep = df["cell_id"].astype(str).isin(self._run_ids())
         return df if bool(keep.all()) else df[keep].reset_index(drop=True)
 
+    def check_ends(self) -> None:
+        """Check the header and the last line of curves.csv and episodes.csv (cheap: a torn
+        tail or a cut header is a :class:`CorruptResultsError`; their rows hold no line ends)."""
+        for path in (self.curves_csv, self.episodes_csv):
+            if not path.exists() or not path.stat().st_size:
+                continue
+            with open(path, "rb") as f:
+                head = f.read(4096)
+                f.seek(max(0, path.stat().st_size - 4096))
+                tail = f.read()
+            try:
+                header = head.decode("utf-8").split("\n", 1)[0] + "\n"
+                last = tail.decode("utf-8", errors="replace").rstrip("\n").rsplit("\n", 1)[-1]
+            except UnicodeDecodeError:
+                header, last = head.decode("utf-8", errors="replace"), ""
+            text = header if b"\n" not in head or last == header.strip() else header + last
+            check_table(path, text + ("\n" if tail.endswith(b"\n") else ""))
+
     def torn_tails(self) -> list[TornTailError]:
         """The tables whose last line is cut short (what an interrupted append leaves)."""
         out = []
@@ -214,6 +237,12 @@ class ResultsDir:
             raise CorruptResultsError(f"{self.manifest_json}: not valid JSON ({e})") from None
         if not isinstance(data, dict):
             raise CorruptResultsError(f"{self.manifest_json}: not a JSON object")
+        for key, types in MANIFEST_TYPES.items():
+            if key in data and data[key] is not None and not isinstance(data[key], types):
+                raise CorruptResultsError(
+                    f"{self.manifest_json}: {key!r} is a JSON {_json_type(data[key])}, not "
+                    f"{' or '.join(map(_json_type, types))}; restore the file from a backup"
+                )
         return data
 
     def manifest_or_empty(self) -> dict[str, Any]:
@@ -301,6 +330,13 @@ def _rewrite(path: Path, columns: list[str], new: pd.DataFrame, combine: Combine
     st = state_of(path, text, TEXT_COLUMNS)
     st.stamp = stamp(path)
     _STATES[str(path.resolve())] = st
+
+
+def _json_type(value: Any) -> str:
+    t = value if isinstance(value, type) else type(value)
+    return {dict: "object", list: "array", str: "string", int: "number", float: "number"}.get(
+        t, t.__name__
+    )
 
 
 def _with_row(runs: pd.DataFrame, row: pd.DataFrame) -> pd.DataFrame:
