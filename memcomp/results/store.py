@@ -47,6 +47,8 @@ MANIFEST_TYPES: dict[str, tuple[type, ...]] = {
 }  # fmt: skip
 # the append state of every table this process wrote or read for writing, by resolved path
 _STATES: dict[str, TableState] = {}
+# the cell ids of every runs.csv read, by resolved path, with the file's (size, mtime, inode)
+_IDS: dict[str, tuple[tuple[int, int, int], set[str]]] = {}
 Combine = Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]
 
 
@@ -118,7 +120,6 @@ class ResultsDir:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._ids: tuple[tuple[int, int, int], set[str]] | None = None
 
     @property
     def runs_csv(self) -> Path:
@@ -141,17 +142,17 @@ class ResultsDir:
         df = read_csv(self.runs_csv, RUN_COLUMNS, torn_ok)
         if self.runs_csv.exists() and not torn_ok:
             ids = set(df["cell_id"].dropna().astype(str)) if "cell_id" in df.columns else set()
-            self._ids = (stamp(self.runs_csv), ids)
+            _IDS[str(self.runs_csv.resolve())] = (stamp(self.runs_csv), ids)
         return df
 
     def _run_ids(self) -> set[str]:
         """The cell ids with a runs row (cached while runs.csv is unchanged)."""
         if not self.runs_csv.exists():
             return set()
-        if self._ids is None or self._ids[0] != stamp(self.runs_csv):
+        key = str(self.runs_csv.resolve())
+        if key not in _IDS or _IDS[key][0] != stamp(self.runs_csv):
             self.raw_runs()
-        assert self._ids is not None
-        return self._ids[1]
+        return _IDS[key][1]
 
     def _committed(self, df: pd.DataFrame) -> pd.DataFrame:
         """``df`` without the rows of cells that have no runs row (a crash between writes)."""
