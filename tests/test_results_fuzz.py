@@ -108,7 +108,7 @@ def mutate_json(text: str, draw: st.DrawFn) -> str:
 def damage(draw: st.DrawFn) -> list[tuple[str, bytes | None]]:
     """For one to three results files: new bytes (None: the file is deleted)."""
     names = draw(st.lists(st.sampled_from(FILES), min_size=1, max_size=3, unique=True))
-    hows = st.sampled_from(["bytes", "truncate", "structured", "delete"])
+    hows = st.sampled_from(["bytes", "truncate", "tear", "structured", "delete"])
     return [(name, draw(hows)) for name in names]  # the details are drawn in apply()
 
 
@@ -120,6 +120,9 @@ def apply(d: Path, plan: list[tuple[str, Any]], draw: st.DrawFn) -> None:
             path.unlink(missing_ok=True)
         elif how == "truncate":
             path.write_bytes(raw[: draw(st.integers(0, len(raw)))])
+        elif how == "tear":  # an interrupted append: the last line cut short
+            start = raw.rstrip(b"\n").rfind(b"\n") + 1
+            path.write_bytes(raw[: draw(st.integers(start, max(start, len(raw) - 1)))])
         elif how == "bytes":
             at = draw(st.integers(0, len(raw)))
             path.write_bytes(raw[:at] + draw(st.binary(max_size=12)) + raw[at:])
@@ -244,5 +247,32 @@ def test_merge_of_damaged_results(base: tuple[Path, Path], data: st.DataObject) 
         with damaged_copy(base[0], data) as (d, damaged):
             out = d.parent.parent / "merged"
             invoke_cleanly(["merge", str(whole), str(d), "--out", str(out)], [*damaged, str(d)])
+    finally:
+        shutil.rmtree(whole.parent.parent, ignore_errors=True)
+
+
+@FUZZ
+@given(data=st.data())
+def test_status_on_damaged_results(base: tuple[Path, Path], data: st.DataObject) -> None:
+    """``status`` reads the manifest, runs.csv and the ends of curves/episodes (issue 20)."""
+    with damaged_copy(base[0], data) as (d, damaged):
+        invoke_cleanly(["status", str(d)], [*damaged, str(d)])
+
+
+@FUZZ
+@given(data=st.data())
+def test_compare_on_damaged_results(base: tuple[Path, Path], data: st.DataObject) -> None:
+    """``compare`` (with --fail-on regression) of an intact folder and a damaged one, both ways."""
+    whole = copy_of(base[0])
+    try:
+        with damaged_copy(base[0], data) as (d, damaged):
+            for a, b in ((whole, d), (d, whole)):
+                args = ["compare", str(a), str(b), "--fail-on", "regression"]
+                res = runner.invoke(app, args)
+                exc = res.exception if not isinstance(res.exception, SystemExit) else None
+                assert exc is None, f"{damaged}: {exc!r}"
+                assert res.exit_code in (0, 1, 2), res.output  # 1: a regression found
+                if res.exit_code != 1:
+                    assert_clean(res.exit_code, res.output, [*damaged, str(d)])
     finally:
         shutil.rmtree(whole.parent.parent, ignore_errors=True)

@@ -24,9 +24,11 @@ def status(
       memcomp status results/paper-accuracy/20261201-0900
     """
     from memcomp.exec.slurm_executor import folder_status
+    from memcomp.results.store import ResultsDir
 
     path = results if (results / "manifest.json").exists() else resolve_results_dir(results)
     cells = folder_status(path)
+    ResultsDir(path).check_ends()  # a torn curves/episodes tail is exit 2 too
     counts = Counter(c["state"] for c in cells)
     table = TextTable(title=f"{path}: {len(cells)} cells")
     for col in ("cell id", "label", "state", "SLURM job"):

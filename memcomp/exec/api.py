@@ -170,6 +170,7 @@ def _open(run: PlannedRun) -> ResultsDir:
         return run.results
     results = run.results = ResultsDir(run.resume_dir)
     clean_temp_files(results)
+    run.notes += results.repair_torn_tails()  # its cell has no runs row: it is in run.todo
     note = version_note(results, info)
     if note:
         run.notes.append(f"{note} (recorded in the manifest)")

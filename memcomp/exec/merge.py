@@ -44,6 +44,7 @@ def _source(path: Path) -> ResultsDir:
         rd.manifest()
     except ValueError as e:
         raise InputError(f"{rd.manifest_json}: unreadable ({e})") from None
+    rd.check_ends()  # a torn curves/episodes tail is refused even when no row of it is kept
     return rd
 
 

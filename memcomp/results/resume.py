@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memcomp.results.store import CorruptResultsError, ResultsDir
+from memcomp.results.store import CorruptResultsError, ResultsDir, TornTailError
 
 if TYPE_CHECKING:
     from memcomp.config.cells import Cell
@@ -41,14 +41,16 @@ def resume_problem(path: Path, suite_name: str) -> str | None:
         )
     try:
         rd.raw_runs()
+    except TornTailError:
+        pass  # an interrupted append: opening the folder cuts the torn line off (repair_torn_tails)
     except CorruptResultsError as e:
         return str(e)
     return None
 
 
 def completed_ids(results: ResultsDir) -> set[str]:
-    """Cell ids with a row of status ``ok`` in ``results``."""
-    runs = results.raw_runs()
+    """Cell ids with a row of status ``ok`` in ``results`` (a torn last row is not one)."""
+    runs = results.raw_runs(torn_ok=True)
     if not len(runs) or "status" not in runs.columns:
         return set()
     return set(runs.loc[runs["status"] == "ok", "cell_id"].astype(str))
@@ -56,7 +58,7 @@ def completed_ids(results: ResultsDir) -> set[str]:
 
 def stale_ids(results: ResultsDir, cells: Sequence[Cell]) -> list[str]:
     """Cell ids with rows in ``results`` that are not cells of the current suite."""
-    runs = results.raw_runs()
+    runs = results.raw_runs(torn_ok=True)
     if not len(runs):
         return []
     current = {c.id for c in cells}
