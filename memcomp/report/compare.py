@@ -23,6 +23,7 @@ one too. Printing, JUnit XML and the page: :mod:`memcomp.report.compare_output`,
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from memcomp.report.tta import FRACTION, PATIENCE, WINDOW, time_to_accuracy
 from memcomp.results import ResultsDir, param_columns
 
 __all__ = ["Change", "Comparison", "Thresholds", "compare_results"]
+
+Row = Mapping[str, Any]  # one runs row: a dict or a pandas Series (``.get`` and ``[]``)
 
 METRICS = ("status", "accuracy", "peak_mem_mb", "sec_per_iter", "time_to_accuracy")
 REGRESSION, IMPROVEMENT, WITHIN, NA = "regression", "improvement", "within noise", "n/a"
@@ -115,7 +118,8 @@ def _config_keys(runs: pd.DataFrame, cols: list[str]) -> pd.Series:
 
 def match_cells(base: pd.DataFrame, new: pd.DataFrame) -> list[tuple[str, str, str]]:
     """(base id, new id, how) for each pair: by id first, then by a unique configuration."""
-    pairs = [(c, c, "id") for c in base["cell_id"] if c in set(new["cell_id"])]
+    new_ids = set(new["cell_id"])
+    pairs = [(c, c, "id") for c in base["cell_id"] if c in new_ids]
     b = base[~base["cell_id"].isin(new["cell_id"])]
     n = new[~new["cell_id"].isin(base["cell_id"])]
     if len(b) and len(n):
@@ -156,7 +160,7 @@ def _p_value(kind: str, a: np.ndarray, b: np.ndarray) -> float:
 
 
 def accuracy_change(
-    cell: str, b_eps: np.ndarray, n_eps: np.ndarray, b: pd.Series, n: pd.Series, th: Thresholds
+    cell: str, b_eps: np.ndarray, n_eps: np.ndarray, b: Row, n: Row, th: Thresholds
 ) -> Change:
     """Test accuracy (%): a t-test over per-episode accuracies, else the CI rule."""
     if len(b_eps) > 1 and len(n_eps) > 1:
@@ -179,7 +183,7 @@ def accuracy_change(
     return Change(cell, "accuracy", mb, mn, mn - mb, _verdict(abs(mn - mb) > se, mn < mb), test)
 
 
-def memory_change(cell: str, b: pd.Series, n: pd.Series, th: Thresholds) -> Change:
+def memory_change(cell: str, b: Row, n: Row, th: Thresholds) -> Change:
     """Peak memory (MB): a relative and an absolute threshold (the measurement is repeatable)."""
     mb, mn = float(b.get("peak_mem_mb", math.nan)), float(n.get("peak_mem_mb", math.nan))
     if math.isnan(mb) or math.isnan(mn):
@@ -207,7 +211,7 @@ def interval_samples(curve: pd.DataFrame) -> np.ndarray:
 
 
 def time_change(
-    cell: str, b: pd.Series, n: pd.Series, b_curve: pd.DataFrame, n_curve: pd.DataFrame,
+    cell: str, b: Row, n: Row, b_curve: pd.DataFrame, n_curve: pd.DataFrame,
     th: Thresholds,
 ) -> Change:  # fmt: skip
     """Seconds per outer iteration: Welch's t-test on per-interval samples and the time rule."""
@@ -261,14 +265,14 @@ def tta_change(
 
 def _targets(runs: pd.DataFrame, curves: pd.DataFrame, fraction: float) -> pd.Series:
     """cell id -> fraction x the best validation accuracy of its comparison group."""
-    group = normalize_runs(runs).set_index("cell_id")["group"]
+    group = runs.set_index("cell_id")["group"]  # runs: normalised
     if curves.empty:
         return pd.Series(math.nan, index=group.index)
     best = curves.assign(group=curves["cell_id"].map(group)).groupby("group")["val_acc"].max()
     return group.map(best).astype(float) * fraction
 
 
-def _cell_name(row: pd.Series) -> str:
+def _cell_name(row: Row) -> str:
     """A short readable name: variant | setting | seed (what ``normalize_runs`` labels)."""
     seed = row.get("seed")
     seed = f"{seed:g}" if isinstance(seed, (float, np.floating)) else seed
@@ -276,7 +280,7 @@ def _cell_name(row: pd.Series) -> str:
 
 
 def _pair_changes(
-    cell: str, b: pd.Series, n: pd.Series, eps: tuple[np.ndarray, np.ndarray],
+    cell: str, b: Row, n: Row, eps: tuple[np.ndarray, np.ndarray],
     curves: tuple[pd.DataFrame, pd.DataFrame], target: float, th: Thresholds,
 ) -> list[Change]:  # fmt: skip
     """The changes of one matched cell; a cell that failed on either side has only its status."""
@@ -293,6 +297,26 @@ def _pair_changes(
     ]
 
 
+def _rows_by_id(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """cell id -> its runs row as a dict, built once (a lookup per matched cell, not a scan)."""
+    return {str(r["cell_id"]): r for r in runs.to_dict("records")}
+
+
+def _groups_by_id(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """cell id -> its rows, grouped once."""
+    if df.empty or "cell_id" not in df.columns:
+        return {}
+    return {str(k): g for k, g in df.groupby("cell_id", sort=False)}
+
+
+def _episodes_by_id(eps: pd.DataFrame) -> dict[str, np.ndarray]:
+    """cell id -> its per-episode accuracies in episode order, grouped once."""
+    if eps.empty or not {"cell_id", "episode", "acc"} <= set(eps.columns):
+        return {}
+    s = eps.sort_values(["cell_id", "episode"], kind="stable")
+    return {str(k): g.to_numpy(float) for k, g in s.groupby("cell_id", sort=False)["acc"]}
+
+
 def compare_results(base: Path, new: Path, thresholds: Thresholds | None = None) -> Comparison:
     """Compare two results folders cell by cell (see the module docstring for the rules)."""
     th = thresholds or Thresholds()
@@ -304,12 +328,14 @@ def compare_results(base: Path, new: Path, thresholds: Thresholds | None = None)
     out.only_base = sorted(set(runs_b["cell_id"]) - {b for b, _, _ in out.matched})
     out.only_new = sorted(set(runs_n["cell_id"]) - {n for _, n, _ in out.matched})
     targets = _targets(runs_b, cur_b, th.fraction)
-    by_b, by_n = runs_b.set_index("cell_id"), runs_n.set_index("cell_id")
+    rows_b, rows_n = _rows_by_id(runs_b), _rows_by_id(runs_n)
+    ep_b, ep_n = _episodes_by_id(eps_b), _episodes_by_id(eps_n)
+    cu_b, cu_n = _groups_by_id(cur_b), _groups_by_id(cur_n)
+    no_eps, no_cur = np.array([]), cur_b.iloc[0:0]
     for bid, nid, _how in out.matched:
-        b, n = by_b.loc[bid], by_n.loc[nid]
-        acc = (eps_b[eps_b["cell_id"] == bid], eps_n[eps_n["cell_id"] == nid])
-        a_b, a_n = (e.sort_values("episode")["acc"].to_numpy(float) for e in acc)
-        cb, cn = cur_b[cur_b["cell_id"] == bid], cur_n[cur_n["cell_id"] == nid]
+        b, n = rows_b[bid], rows_n[nid]
+        a_b, a_n = ep_b.get(bid, no_eps), ep_n.get(nid, no_eps)
+        cb, cn = cu_b.get(bid, no_cur), cu_n.get(nid, no_cur)
         target = float(targets.get(bid, math.nan))
         for change in _pair_changes(_cell_name(b), b, n, (a_b, a_n), (cb, cn), target, th):
             change.cell_id = bid

@@ -30,6 +30,8 @@ MEMORY_CAPTION = "peak memory vs inner steps K"
 TIME_CAPTION = "validation accuracy vs training time"
 
 LOG_TAIL_LINES = 40
+INLINE_CELLS = 500  # cells shown row by row in the page; all of them are in cells.csv beside it
+CELLS_CSV = "cells.csv"
 _PROVENANCE = [
     ("suite", "suite"), ("memcomp", "memcomp_version"), ("torch", "torch_version"),
     ("Python", "python_version"), ("CUDA", "cuda_version"), ("platform", "platform"),
@@ -134,6 +136,12 @@ def _failed(results_dir: Path, runs: pd.DataFrame) -> str:
     if bad.empty:
         return '<p class="status-ok">every cell finished ok.</p>'
     parts = []
+    if len(bad) > INLINE_CELLS:
+        parts.append(
+            f'<p class="note">{len(bad)} failed cells: the first {INLINE_CELLS} are shown; '
+            f"all are in {CELLS_CSV} (status, error) and runs.csv.</p>"
+        )
+        bad = bad.iloc[:INLINE_CELLS]
     for _, r in bad.iterrows():
         parts.append(
             f'<h3 id="failed-{esc(r["cell_id"])}"><a href="#cell-{esc(r["cell_id"])}">'
@@ -182,6 +190,21 @@ def _cell_sections(
     return "".join(parts)
 
 
+def _inline_cells(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The cells the page shows row by row (the failed ones first, at most ``INLINE_CELLS``)
+    and, when there are more, a note linking to the full table (``cells.csv``)."""
+    if len(runs) <= INLINE_CELLS:
+        return runs, ""
+    order = (runs["status"] == "ok").to_numpy().argsort(kind="stable")
+    shown = runs.iloc[order[:INLINE_CELLS]]
+    note = (
+        f'<p class="note">{len(runs)} cells: the first {INLINE_CELLS} are shown here (failed '
+        f'ones first); every cell is in <a href="./{CELLS_CSV}">{CELLS_CSV}</a> beside this page '
+        "and in runs.csv; the tables above summarise all of them.</p>"
+    )
+    return shown, note
+
+
 def html_report(results_dir: Path, report: Any, plots: str = "static") -> str:
     """The page's HTML for ``results_dir`` and the :class:`memcomp.report.Report` built from it;
     ``plots`` is ``"static"`` (inline SVG) or ``"interactive"`` (plotly, needs the extra)."""
@@ -220,15 +243,16 @@ def html_report(results_dir: Path, report: Any, plots: str = "static") -> str:
         sections.append(("phases", "Per-phase memory", body))
     if "paper_reference" in tables:
         sections.append(("paper", "Paper reference", _table(tables, "paper_reference")))
-    links = {str(c): f"#cell-{c}" for c in runs["cell_id"]}
-    cells = table_html(
-        _cells_frame(runs), "table-cells", ("learner", "dataset", "setting", "status"),
+    shown, more = _inline_cells(runs)
+    links = {str(c): f"#cell-{c}" for c in shown["cell_id"]}
+    cells = more + table_html(
+        _cells_frame(shown), "table-cells", ("learner", "dataset", "setting", "status"),
         links=links,
     )  # fmt: skip
     sections.append(("cells", "All cells", cells))
     sections.append(("failed", "Failed cells", _failed(Path(results_dir), runs)))
     sections.append(
-        ("per-cell", "Per-cell details", _cell_sections(Path(results_dir), runs, curves, eps))
+        ("per-cell", "Per-cell details", _cell_sections(Path(results_dir), shown, curves, eps))
     )
     return page(f"memcomp report: {suite}", header, sections, head)
 
@@ -238,6 +262,10 @@ def write_html_report(results_dir: Path, report: Any, out: Path, plots: str = "s
     text = html_report(Path(results_dir), report, plots)
     path = Path(out) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
+    runs = normalize_runs(ResultsDir(Path(results_dir)).runs())
+    if len(runs) > INLINE_CELLS:  # the page links to the full table
+        cols = [c for c in [*CELL_COLUMNS, "test_ci95", "error"] if c in runs.columns]
+        atomic_write_text(path.parent / CELLS_CSV, runs[cols].to_csv(index=False))
     atomic_write_text(path, text)
     return path
 
