@@ -35,14 +35,15 @@ from memcomp.learners.base import Chunk, ChunkOut, Learner
 from memcomp.learners.batching import grouped_features
 from memcomp.learners.params import MrmlParams
 from memcomp.numerics import head
-from memcomp.numerics.cg import CGResult, conjugate_gradient
-from memcomp.numerics.hvp import Solver, head_matvec
+from memcomp.numerics.cg import CGResult
+from memcomp.numerics.hvp import head_matvec
+from memcomp.numerics.solvers import Solver, make_solver
 from memcomp.types import Task
 
 
 class Mrml(Learner):
-    """The paper's memory-reduced meta-learner (Algorithm 1); ``solver`` (CG by default) solves
-    the head's linear system."""
+    """The paper's memory-reduced meta-learner (Algorithm 1); the ``solver`` parameter (CG by
+    default) picks the solver of the head's linear system (or a subclass sets ``solver``)."""
 
     meta_learns_head = False
     exact = False  # K head steps and N CG steps approximate the implicit hypergradient
@@ -55,8 +56,18 @@ class Mrml(Learner):
         "1.25x faster than sequential on a 2-core CPU at the CIFAR shape, meta-batch 8 "
         "(README Speed); 1.18x on 2026-12-04 (1 thread, load average about 1)"
     )
-    solver: Solver = staticmethod(conjugate_gradient)
+    solver: Solver | None = None  # None: make_solver(params.solver)
     params: MrmlParams
+
+    def linear_solver(self) -> Solver:
+        """The class's ``solver`` if set, else the ``solver`` parameter's (Neumann step
+        ``neumann_alpha``, by default ``inner_lr``: the lower-level step's contraction)."""
+        if self.solver is not None:
+            return self.solver
+        p = self.params
+        if p.solver == "neumann":
+            return make_solver("neumann", alpha=p.neumann_alpha or p.inner_lr)
+        return make_solver(p.solver)
 
     def __init__(self, backbone: torch.nn.Module, ways: int, params: MrmlParams) -> None:
         super().__init__(backbone, ways, params)
@@ -101,7 +112,7 @@ class Mrml(Learner):
         with torch.no_grad():
             matvec = head_matvec(zs, w, b, p.l2, self.ways, mode=p.hvp)
             rhs = head.flatten(*head.grad(zq, yq, w, b))
-            return self.solver(matvec, rhs, x0=v0, iters=p.cg_steps, tol=p.cg_tol)
+            return self.linear_solver()(matvec, rhs, x0=v0, iters=p.cg_steps, tol=p.cg_tol)
 
     def _starts(self, first: int, count: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Stacked :meth:`_start` of slots ``first .. first + count - 1``: (B, ...) tensors.
