@@ -6,7 +6,7 @@ these models before (or without) importing an algorithm's implementation.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -187,7 +187,22 @@ class MrmlParams(ExecutionParams):
         "stable whenever the inner steps are",
     )
 
+    # train.compile modes this learner runs (memcomp/config/compiling.py): its head steps and solve
+    # are captured / compiled; they need no derivative, the one backward stays eager
+    compile_modes: ClassVar[tuple[str, ...]] = ("graphs", "inductor")
+
     @model_validator(mode="after")
     def _solver_options(self) -> MrmlParams:
         _solver_options(self)
         return self
+
+    def compile_problem(self, mode: str) -> str | None:
+        """Why these parameters cannot run compiled (None: they can)."""
+        if self.cg_tol is not None:
+            return (
+                "cg_tol stops the solve by reading its residual on the host every step, which a "
+                "captured or compiled solve cannot do: drop cg_tol or set compile: none"
+            )
+        if self.hvp == "forward":
+            return "hvp: forward (torch.func.jvp) is not tested compiled: use hvp: reverse"
+        return None
