@@ -49,6 +49,7 @@ from torch import nn
 from memcomp.backbones import build_backbone
 from memcomp.learners import Learner, build_learner
 from memcomp.measure.timing import StepTimer
+from memcomp.numerics.flat import flatten
 from memcomp.types import Task
 
 MODES = ("sequential", "batched")
@@ -278,7 +279,7 @@ def peer_learner(peer, shape: Shape, cfg: Config, device: torch.device) -> Learn
 
 
 def _flat_grad(params: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([p.grad.reshape(-1) for p in params])
+    return flatten([p.grad for p in params])
 
 
 def peer_error(peer, shape: Shape, cfg: Config, device: torch.device) -> float:

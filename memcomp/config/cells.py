@@ -20,7 +20,7 @@ from typing import Any
 
 from memcomp.config.registries import KINDS
 from memcomp.config.settings import Setting, TestConfig, TrainConfig, train_identity
-from memcomp.registry import Params
+from memcomp.registry import Params, identity
 
 Loc = tuple[str | int, ...]
 
@@ -49,6 +49,12 @@ class Component:
     def params(self) -> dict[str, Any]:
         """The parameter values (every field, defaults filled in), as a new plain dict."""
         return dict(self.model)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """The parameters the cell id hashes: :attr:`params` without the parameters added later
+        that hold their defaults (``memcomp.registry.added_later``)."""
+        return identity(self.model)
 
     def label(self) -> str:
         return label(self.name, self.params)
@@ -90,10 +96,10 @@ class Cell:
     def config(self) -> dict[str, Any]:
         """Everything that determines the result, as plain JSON-able data."""
         return {
-            "dataset": {"name": self.dataset.name, **self.dataset.params},
+            "dataset": {"name": self.dataset.name, **self.dataset.identity},
             "setting": self.setting.model_dump(),
-            "backbone": {"name": self.backbone.name, **self.backbone.params},
-            "learner": {"name": self.learner.name, **self.learner.params},
+            "backbone": {"name": self.backbone.name, **self.backbone.identity},
+            "learner": {"name": self.learner.name, **self.learner.identity},
             "train": train_identity(self.train),  # without checkpoint_every; precision normalised
             "test": self.test.model_dump(),
             "seed": self.seed,

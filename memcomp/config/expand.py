@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from memcomp.config.cells import Cell, Component
+from memcomp.config.compiling import compile_problem
 from memcomp.config.problems import Loc, format_loc, validation_problems
 from memcomp.config.settings import TestConfig, TrainConfig, merged
 
@@ -80,6 +81,12 @@ def learner_cells(
             failed += 1
             if failed <= MAX_COMBINATION_PROBLEMS:
                 out.extend(_combination_problems(e, entry, values, choice, loc))
+            continue
+        refused = compile_problem(entry.name, model, train.compile)
+        if refused:  # the same for every combination: reported once
+            if not failed:
+                out.append((loc, refused))
+            failed += 1
             continue
         cells.append(LearnerCell(Component(entry.name, model), train, test, choice))
     if failed > MAX_COMBINATION_PROBLEMS:

@@ -81,6 +81,18 @@ def _dtype_agrees(precision: Any, info: ValidationInfo) -> Any:
     return precision
 
 
+# ----------------------------------------------------------------------------- compile
+# How a cell's launch-bound parts run (memcomp/engine/compiling.py). Only learners whose parameter
+# model declares a mode in ``compile_modes`` accept it; the others are refused at expansion.
+CompileMode = Literal["none", "graphs", "inductor"]
+COMPILE_MODES: tuple[str, ...] = ("none", "graphs", "inductor")
+COMPILE_DESCRIPTION = (
+    "none (eager), graphs (CUDA-graph capture of the learner's inner loop and solve: CUDA only, a "
+    "skipped cell elsewhere) or inductor (torch.compile of the same parts); only learners that "
+    "declare it accept it (mrml): torch.compile cannot differentiate twice"
+)
+
+
 class PrecisionChecks(BaseModel):
     """The ``dtype`` / ``precision`` rule of train mappings (top level, parts, learner entries)."""
 
@@ -117,6 +129,7 @@ class TrainConfig(PrecisionChecks, Strict):
         False,
         description="torch.backends.cudnn.deterministic in the cell (torch's default: false)",
     )
+    compile: CompileMode = Field("none", description=COMPILE_DESCRIPTION)
     checkpoint_every: int | None = Field(
         None, ge=1, description="save a resumable checkpoint every this many iterations"
     )
@@ -198,7 +211,8 @@ def train_identity(train: TrainConfig) -> dict[str, Any]:
     """The train keys a cell id hashes: ``checkpoint_every`` left out (it changes how a cell
     runs, not what it computes); the precision as weights' ``dtype`` plus ``precision`` only for
     tf32/bf16, and the cuDNN flags only when not torch's defaults, so suites written before
-    these keys keep their ids and ``precision: float64`` is ``dtype: float64``."""
+    these keys keep their ids and ``precision: float64`` is ``dtype: float64``; ``compile``
+    only when not ``none`` (the same meta-gradient, another cell: its time differs)."""
     out = train.model_dump(exclude={"checkpoint_every", *PRECISION_KEYS})
     out["dtype"] = storage_dtype(train)
     if precision_of(train) in ("tf32", "bf16"):
@@ -206,4 +220,6 @@ def train_identity(train: TrainConfig) -> dict[str, Any]:
     for key in ("cudnn_benchmark", "cudnn_deterministic"):
         if getattr(train, key):
             out[key] = True
+    if train.compile == "none":  # added later: suites written before it keep their ids
+        del out["compile"]
     return out

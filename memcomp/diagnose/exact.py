@@ -27,12 +27,8 @@ from torch.func import functional_call
 from memcomp.learners import Learner
 from memcomp.learners.imaml import proximal_descent
 from memcomp.numerics import head
-from memcomp.numerics.hvp import flatten
+from memcomp.numerics.flat import flatten
 from memcomp.types import Task
-
-
-def _flat(tensors: Sequence[Tensor]) -> Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])
 
 
 def head_hessian(z: Tensor, w: Tensor, b: Tensor, l2: float) -> Tensor:
@@ -62,7 +58,7 @@ def head_solution(
 def head_hypergrad(learner: Learner, tasks: Sequence[Task], l2: float) -> Tensor:
     """Exact implicit hypergradient of the head-level problem w.r.t. the backbone."""
     params = learner.meta_parameters()
-    total = torch.zeros_like(_flat([p.detach() for p in params]))
+    total = torch.zeros_like(flatten([p.detach() for p in params]))
     ways = learner.ways
     for task in tasks:
         with torch.no_grad():
@@ -76,7 +72,7 @@ def head_hypergrad(learner: Learner, tasks: Sequence[Task], l2: float) -> Tensor
             zs_g, zq_g = learner.backbone(task.xs), learner.backbone(task.xq)
             gw, gb = head.grad(zs_g, task.ys, w, b)
             surrogate = head.loss(zq_g, task.yq, w, b) - (gw * vw).sum() - (gb * vb).sum()
-            total += _flat(torch.autograd.grad(surrogate, params)) / len(tasks)
+            total += flatten(torch.autograd.grad(surrogate, params)) / len(tasks)
     return total
 
 

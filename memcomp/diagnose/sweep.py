@@ -25,6 +25,7 @@ from memcomp.diagnose.exact import head_hypergrad, proximal_hypergrad
 from memcomp.learners import Learner, build_learner
 from memcomp.measure.memory import MemoryMeter
 from memcomp.measure.phases import active_meter
+from memcomp.numerics.flat import flatten
 from memcomp.types import Task
 
 Reference = Callable[[Learner, Sequence[Task]], Tensor]
@@ -126,7 +127,7 @@ def meta_gradient(learner: Learner, tasks: Sequence[Task]) -> tuple[Tensor, Any]
         q.grad = None
     stats = learner.meta_backward(tasks)
     grads = [torch.zeros_like(q) if q.grad is None else q.grad for q in params]
-    return torch.cat([g.reshape(-1) for g in grads]).clone(), stats
+    return flatten(grads).clone(), stats
 
 
 def cost(

@@ -18,6 +18,7 @@ import torch
 
 from memcomp.config.cells import Cell
 from memcomp.engine.choose import choose_into
+from memcomp.engine.compiling import compile_skip_reason
 from memcomp.engine.row import base_row, one_line
 from memcomp.engine.setup import CellSetup, DataCache, precision_plan, setup_cell
 from memcomp.engine.train import (
@@ -92,6 +93,7 @@ def run_cell(
     reason = skip_reason(cell)  # before the plan: the walk leaves engine/setup.py once
     plan = precision_plan(cell)
     reason = reason or unsupported(plan.precision, device)
+    reason = reason or compile_skip_reason(cell.train.compile, device)
     if reason:
         row.update(status="skipped", error=reason)
         row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

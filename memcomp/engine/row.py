@@ -33,7 +33,7 @@ def base_row(cell: Cell, device: torch.device) -> dict[str, Any]:
         "learner": c.learner.name, "seed": c.seed, "test_protocol": c.test.protocol,
         "test_episodes": c.test.episodes, "meta_batch": c.train.meta_batch,
         "outer_lr": c.train.lr, "optimizer": c.train.optimizer, "dtype": storage_dtype(c.train),
-        "precision": precision_of(c.train),
+        "precision": precision_of(c.train), "compile": c.train.compile,
         "iterations": c.train.iterations, "bn_mode": "transductive (per-task batch stats)",
         "device": device.type, "device_name": device_name(device),
         "torch_version": torch.__version__, "memcomp_version": memcomp.__version__,

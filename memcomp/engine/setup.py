@@ -12,6 +12,7 @@ from memcomp.backbones import build_backbone
 from memcomp.config.cells import Cell
 from memcomp.config.settings import planned_flags
 from memcomp.data import EpisodeSampler, FewShotDataset, load_dataset
+from memcomp.engine.compiling import apply_compile
 from memcomp.learners import LEARNERS, Learner
 from memcomp.measure.precision import Autocast, PrecisionPlan
 
@@ -87,6 +88,7 @@ def setup_cell(cell: Cell, device: torch.device, datasets: DataCache | None = No
     learner = make_learner(cell, backbone)
     plan = precision_plan(cell)
     learner.to(device=device, dtype=plan.torch_dtype)
+    apply_compile(learner, cell.learner.name, cell.train.compile)
     opt = make_optimizer(cell, learner)
     return CellSetup(
         cell, device, plan.torch_dtype, data, train, learner, opt, plan, Autocast(plan, device)

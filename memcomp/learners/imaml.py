@@ -4,7 +4,8 @@ Per task the lower level is ``L_s(phi) + (lam/2)||phi - theta||^2`` over all wei
 head), with ``L_s`` the support cross-entropy. It is solved approximately by K gradient steps from
 ``phi = theta`` keeping no graph. At the solution ``d phi*/d theta = (I + H/lam)^{-1}`` with ``H``
 the Hessian of ``L_s`` at ``phi``, so the meta-gradient is ``x = (I + H/lam)^{-1} grad L_q(phi_K)``,
-found by N conjugate-gradient steps using Hessian-vector products (double backward of ``L_s``).
+found by N conjugate-gradient steps (or N terms of a Neumann series, ``solver: neumann``)
+using Hessian-vector products (double backward of ``L_s``).
 
 ``execution="batched"`` (default) runs ``task_chunk`` tasks together: per-task weights (B, ...),
 losses by ``torch.func.vmap`` over ``functional_call``, gradients and Hessian-vector products of
@@ -30,14 +31,9 @@ from memcomp.learners.base import Chunk, ChunkOut, Learner
 from memcomp.learners.batching import vmapped_losses
 from memcomp.learners.params import ImamlParams
 from memcomp.measure.phases import phase
-from memcomp.numerics.cg import conjugate_gradient
-from memcomp.numerics.hvp import (
-    LossFn,
-    Solver,
-    batch_flatten,
-    flatten,
-    implicit_solve,
-)
+from memcomp.numerics.flat import batch_flatten, flatten
+from memcomp.numerics.hvp import LossFn, implicit_solve
+from memcomp.numerics.solvers import Solver, make_solver
 from memcomp.types import Task
 
 
@@ -70,7 +66,8 @@ def proximal_descent(
 
 
 class Imaml(Learner):
-    """iMAML over all weights; ``solver`` (CG by default) solves the implicit linear system."""
+    """iMAML over all weights; the ``solver`` parameter (CG by default) picks the solver of the
+    implicit linear system (a subclass may set the class attribute ``solver`` instead)."""
 
     exact = False  # K inner steps and N CG steps approximate the implicit meta-gradient
     host_sync_free = True
@@ -79,8 +76,18 @@ class Imaml(Learner):
     # stalls at kinks (gradient norm ~0.2 after hundreds of steps at lam 50), so no setting is
     # known to converge; the error at test_params is reported against EXACT_STEPS steps.
     EXACT_STEPS = 100  # proximal steps of meta_objective (the lower level solved to convergence)
-    solver: Solver = staticmethod(conjugate_gradient)
+    solver: Solver | None = None  # None: make_solver(params.solver)
     params: ImamlParams
+
+    def linear_solver(self) -> Solver:
+        """The class's ``solver`` if set, else the ``solver`` parameter's (Neumann step
+        ``neumann_alpha``, by default ``inner_lr * lam``: the proximal step's contraction)."""
+        if self.solver is not None:
+            return self.solver
+        p = self.params
+        if p.solver == "neumann":
+            return make_solver("neumann", alpha=p.neumann_alpha or p.inner_lr * p.lam)
+        return make_solver(p.solver)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(x))
@@ -152,7 +159,7 @@ class Imaml(Learner):
             p.cg_steps,
             p.cg_tol,
             damping=p.damping,
-            solver=self.solver,
+            solver=self.linear_solver(),
             batched=chunk.batched,
             mode=p.hvp,
         )

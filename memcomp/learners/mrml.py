@@ -28,6 +28,8 @@ in K and N, and one forward is saved.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -35,14 +37,15 @@ from memcomp.learners.base import Chunk, ChunkOut, Learner
 from memcomp.learners.batching import grouped_features
 from memcomp.learners.params import MrmlParams
 from memcomp.numerics import head
-from memcomp.numerics.cg import CGResult, conjugate_gradient
-from memcomp.numerics.hvp import Solver, head_matvec
+from memcomp.numerics.cg import CGResult
+from memcomp.numerics.hvp import head_matvec
+from memcomp.numerics.solvers import Solver, make_solver
 from memcomp.types import Task
 
 
 class Mrml(Learner):
-    """The paper's memory-reduced meta-learner (Algorithm 1); ``solver`` (CG by default) solves
-    the head's linear system."""
+    """The paper's memory-reduced meta-learner (Algorithm 1); the ``solver`` parameter (CG by
+    default) picks the solver of the head's linear system (or a subclass sets ``solver``)."""
 
     meta_learns_head = False
     exact = False  # K head steps and N CG steps approximate the implicit hypergradient
@@ -55,13 +58,47 @@ class Mrml(Learner):
         "1.25x faster than sequential on a 2-core CPU at the CIFAR shape, meta-batch 8 "
         "(README Speed); 1.18x on 2026-12-04 (1 thread, load average about 1)"
     )
-    solver: Solver = staticmethod(conjugate_gradient)
+    solver: Solver | None = None  # None: make_solver(params.solver)
     params: MrmlParams
+
+    def linear_solver(self) -> Solver:
+        """The class's ``solver`` if set, else the ``solver`` parameter's (Neumann step
+        ``neumann_alpha``, by default ``inner_lr``: the lower-level step's contraction)."""
+        if self.solver is not None:
+            return self.solver
+        p = self.params
+        if p.solver == "neumann":
+            return make_solver("neumann", alpha=p.neumann_alpha or p.inner_lr)
+        return make_solver(p.solver)
 
     def __init__(self, backbone: torch.nn.Module, ways: int, params: MrmlParams) -> None:
         super().__init__(backbone, ways, params)
         self.warm_state: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
         self.last_cg_iterations: list[int] = []
+        self.compiled = False
+        self._steps: Callable[..., tuple[Tensor, Tensor]] = self._head_steps
+        self._solve: Callable[..., tuple[Tensor, Tensor, Tensor | None]] = self._solve_tensors
+
+    def compile_with(self, wrap: Callable[[Callable], Callable]) -> None:
+        """``train.compile``: run the head steps and the solve through ``wrap`` (a CUDA-graph
+        capture or ``torch.compile``, memcomp/engine/compiling.py); the backward stays eager."""
+        self._steps, self._solve = wrap(self._head_steps), wrap(self._solve_tensors)
+        self.compiled = True
+
+    def _head_steps(self, zs: Tensor, ys: Tensor, w0: Tensor, b0: Tensor) -> tuple[Tensor, Tensor]:
+        p = self.params
+        return head.gd(zs, ys, w0, b0, p.inner_steps, p.inner_lr, p.l2)
+
+    def _solve_tensors(
+        self, zs: Tensor, zq: Tensor, yq: Tensor, w: Tensor, b: Tensor, v0: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        p = self.params
+        with torch.no_grad():
+            matvec = head_matvec(zs, w, b, p.l2, self.ways, mode=p.hvp)
+            rhs = head.flatten(*head.grad(zq, yq, w, b))
+            res = self.linear_solver()(matvec, rhs, x0=v0, iters=p.cg_steps, tol=p.cg_tol)
+        self._iterations = res.iterations
+        return res.x, res.residual, res.curvature
 
     def reset_warm_start(self) -> None:
         """Forget every batch slot's stored ``(W_K, b_K, v)``."""
@@ -86,22 +123,26 @@ class Mrml(Learner):
         self, slot: int, task: Task
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
         """Step 1 on detached features: ``(zs, zq, W_K, b_K, v0)`` (``v0`` None: start at 0)."""
-        p = self.params
         with torch.no_grad():
             zs, zq = self.backbone(task.xs), self.backbone(task.xq)
             w0, b0, v0 = self._start(slot, zs)
-            w, b = head.gd(zs, task.ys, w0, b0, p.inner_steps, p.inner_lr, p.l2)
+            w, b = self._steps(zs, task.ys, w0, b0)
         return zs, zq, w, b, v0
 
     def solve(
         self, zs: Tensor, zq: Tensor, yq: Tensor, w: Tensor, b: Tensor, v0: Tensor | None
     ) -> CGResult:
-        """Step 2: CG on ``d2g/dphi2 v = df/dphi`` at ``(W, b)`` (flat ``v``, see ``head``)."""
-        p = self.params
-        with torch.no_grad():
-            matvec = head_matvec(zs, w, b, p.l2, self.ways, mode=p.hvp)
-            rhs = head.flatten(*head.grad(zq, yq, w, b))
-            return self.solver(matvec, rhs, x0=v0, iters=p.cg_steps, tol=p.cg_tol)
+        """Step 2: CG on ``d2g/dphi2 v = df/dphi`` at ``(W, b)`` (flat ``v``, see ``head``).
+
+        Compiled, CG always starts from a tensor (zeros for ``v0`` None: the same iterates), so
+        one capture serves both, and runs exactly ``cg_steps`` (``cg_tol`` is refused)."""
+        if not self.compiled:
+            x, residual, curvature = self._solve(zs, zq, yq, w, b, v0)
+            return CGResult(x, self._iterations, residual, curvature)
+        if v0 is None:
+            v0 = torch.zeros_like(head.flatten(w, b))
+        x, residual, curvature = self._solve(zs, zq, yq, w, b, v0)
+        return CGResult(x, self.params.cg_steps, residual, curvature)
 
     def _starts(self, first: int, count: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Stacked :meth:`_start` of slots ``first .. first + count - 1``: (B, ...) tensors.
@@ -121,7 +162,6 @@ class Mrml(Learner):
         """Step 1. Batched: features WITH graph (kept for the one backward), detached copies feed
         the head steps. Sequential: features without graph. Returns a list :meth:`hypergrad`
         empties (so the no-graph features are freed before the graph is built)."""
-        p = self.params
         if chunk.first == 0:
             self.last_cg_iterations = []
         if not chunk.batched:
@@ -130,7 +170,7 @@ class Mrml(Learner):
         zq_g = grouped_features(self.backbone, chunk.images("xq"))
         zs = zs_g.detach()
         w0, b0, v0 = self._starts(chunk.first, len(chunk.tasks), zs)
-        w, b = head.gd(zs, chunk.stack("ys"), w0, b0, p.inner_steps, p.inner_lr, p.l2)
+        w, b = self._steps(zs, chunk.stack("ys"), w0, b0)
         return [zs_g, zq_g, w, b, v0]
 
     def hypergrad(self, chunk: Chunk, state: list) -> ChunkOut:

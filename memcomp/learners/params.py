@@ -6,11 +6,11 @@ these models before (or without) importing an algorithm's implementation.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from memcomp.registry import MAX_STEPS, Params
+from memcomp.registry import MAX_STEPS, Params, added_later
 
 Execution = Literal["auto", "sequential", "batched"]
 HvpMode = Literal["reverse", "forward"]
@@ -19,6 +19,19 @@ HVP_DESCRIPTION = (
     "(forward); same values"
 )
 FeatureMode = Literal["once", "per-step"]
+SolverName = Literal["cg", "neumann"]
+SOLVER_DESCRIPTION = (
+    "linear solver of the implicit system: conjugate gradient (cg) or the truncated Neumann "
+    "series (neumann: cg_steps terms of step neumann_alpha; memcomp/numerics/solvers.py)"
+)
+
+
+def _solver_options(params: ImamlParams | MrmlParams) -> None:
+    if params.neumann_alpha is not None and params.solver != "neumann":
+        raise ValueError(
+            f"neumann_alpha is the step of solver neumann, but solver is {params.solver}: "
+            "drop neumann_alpha or set solver: neumann"
+        )
 
 
 class LearnerParams(Params):
@@ -98,7 +111,9 @@ class ImamlParams(ExecutionParams):
     )
     inner_lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="inner step size")
     lam: float = Field(1.0, gt=0, allow_inf_nan=False, description="proximal strength lambda")
-    cg_steps: int = Field(5, ge=1, le=MAX_STEPS, description="conjugate-gradient steps N (at most)")
+    cg_steps: int = Field(
+        5, ge=1, le=MAX_STEPS, description="conjugate-gradient steps N (at most; neumann: terms)"
+    )
     cg_tol: float | None = Field(
         None, gt=0, description="stop CG at this relative residual (None: always N steps)"
     )
@@ -110,9 +125,20 @@ class ImamlParams(ExecutionParams):
         "(the iMAML reference code uses cg_damping 1.0); 0 = the exact iMAML system",
     )
     hvp: HvpMode = Field("reverse", description=HVP_DESCRIPTION)
+    solver: SolverName = added_later("cg", description=SOLVER_DESCRIPTION)
+    neumann_alpha: float | None = added_later(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="step of the Neumann series (solver neumann; it converges for 0 < step < "
+        "2 / largest eigenvalue of the system); None: inner_lr * lam (the proximal step's own "
+        "contraction), "
+        "stable whenever the inner steps are",
+    )
 
     @model_validator(mode="after")
     def _stable_proximal_steps(self) -> ImamlParams:
+        _solver_options(self)
         if self.inner_lr * self.lam >= 2:
             raise ValueError(
                 f"inner_lr * lam = {self.inner_lr * self.lam:g} >= 2: the proximal steps diverge "
@@ -128,7 +154,9 @@ class MrmlParams(ExecutionParams):
         20, ge=0, le=MAX_STEPS, description="lower-level gradient steps K on the head"
     )
     inner_lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="lower-level step size")
-    cg_steps: int = Field(20, ge=0, le=MAX_STEPS, description="conjugate-gradient steps N")
+    cg_steps: int = Field(
+        20, ge=0, le=MAX_STEPS, description="conjugate-gradient steps N (neumann: terms)"
+    )
     cg_tol: float | None = Field(
         None,
         gt=0,
@@ -148,3 +176,33 @@ class MrmlParams(ExecutionParams):
         "meta-iteration's (paper pseudo-code); False: fixed head init and v = 0 (paper code)",
     )
     hvp: HvpMode = Field("reverse", description=HVP_DESCRIPTION)
+    solver: SolverName = added_later("cg", description=SOLVER_DESCRIPTION)
+    neumann_alpha: float | None = added_later(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="step of the Neumann series (solver neumann; it converges for 0 < step < "
+        "2 / largest eigenvalue of the system); None: inner_lr (the lower-level step's own "
+        "contraction), "
+        "stable whenever the inner steps are",
+    )
+
+    # train.compile modes this learner runs (memcomp/config/compiling.py): its head steps and solve
+    # are captured / compiled; they need no derivative, the one backward stays eager
+    compile_modes: ClassVar[tuple[str, ...]] = ("graphs", "inductor")
+
+    @model_validator(mode="after")
+    def _solver_options(self) -> MrmlParams:
+        _solver_options(self)
+        return self
+
+    def compile_problem(self, mode: str) -> str | None:
+        """Why these parameters cannot run compiled (None: they can)."""
+        if self.cg_tol is not None:
+            return (
+                "cg_tol stops the solve by reading its residual on the host every step, which a "
+                "captured or compiled solve cannot do: drop cg_tol or set compile: none"
+            )
+        if self.hvp == "forward":
+            return "hvp: forward (torch.func.jvp) is not tested compiled: use hvp: reverse"
+        return None

@@ -33,7 +33,7 @@ from memcomp.learners.base import Chunk, ChunkOut
 from memcomp.learners.batching import vmapped_losses
 from memcomp.learners.family_params import RecomputeParams
 from memcomp.learners.maml import Maml, ParamDict
-from memcomp.numerics.hvp import flatten
+from memcomp.numerics.flat import flatten
 
 # (start weights, steps, create_graph) -> weights after the steps
 Adapt = Callable[[ParamDict, int, bool], ParamDict]

@@ -1,9 +1,13 @@
 """Conjugate gradient for symmetric positive-definite systems, batched over a leading dimension.
 
-Shared by ``imaml`` and ``mrml``. ``b`` has shape (q,) for one system or (B, q) for B independent
-systems solved together (dot products along the last dimension). In fixed-iteration mode
-(``tol=None``) nothing is read back to the host, so the loop never synchronises a GPU. CG needs
-a positive-definite matrix: for a softmax head that takes an L2 term (docs/design.md section 3).
+Shared by ``imaml`` and ``mrml`` (through :func:`memcomp.numerics.solvers.make_solver`). ``b`` has
+shape (q,) for one system or (B, q) for B independent systems solved together (dot products along
+the last dimension). In fixed-iteration mode (``tol=None``) nothing is read back to the host, so
+the loop never synchronises a GPU (``tests/test_solvers.py`` counts the reads). The updates are
+fused and in place on one flat vector per system (``addcmul``: one op per update, the curvature
+diagnostics reduced once after the loop), so a step is few kernel launches besides the matvec
+(``benchmarks/speed.py --opcount``). CG needs a positive-definite matrix: for a softmax head that
+takes an L2 term (docs/design.md section 3).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ class CGResult:
     ``curvature`` per system: the smallest Rayleigh quotient ``p'Ap / p'p`` CG met divided by the
     largest, over the iterations whose residual is above rounding (1 without iterations; <= 0:
     ``A`` is not positive definite along a search
-    direction; tiny: CG's curvature collapsed, as with a singular system)."""
+    direction; tiny: CG's curvature collapsed, as with a singular system). Solvers without search
+    directions (Neumann) leave it None."""
 
     x: Tensor
     iterations: int
@@ -35,8 +40,23 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(-1, keepdim=True)
 
 
-def _safe_div(num: Tensor, den: Tensor) -> Tensor:
-    return torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), 0.0)
+def relative_residual(matvec: MatVec, x: Tensor, b: Tensor) -> Tensor:
+    """``||A x - b|| / ||b||`` per system (shape ``b.shape[:-1]``)."""
+    tiny = torch.finfo(b.dtype).tiny
+    return (matvec(x) - b).norm(dim=-1) / b.norm(dim=-1).clamp_min(tiny)
+
+
+def _curvature(qs: list[Tensor], lives: list[Tensor], like: Tensor) -> Tensor:
+    """min / max of the live Rayleigh quotients per system (see :class:`CGResult`)."""
+    if not qs:
+        return torch.ones_like(like[..., 0])
+    q, live = torch.cat(qs, -1), torch.cat(lives, -1)
+    qmin = torch.where(live, q, torch.inf).amin(-1)
+    qmax = torch.where(live, q, -torch.inf).amax(-1)
+    tiny = torch.finfo(like.dtype).tiny
+    return torch.where(
+        qmax > 0, qmin / qmax.clamp_min(tiny), torch.where(qmax > -torch.inf, -1.0, 1.0)
+    )
 
 
 def conjugate_gradient(
@@ -53,34 +73,30 @@ def conjugate_gradient(
     stops moving instead of producing NaN.
     """
     x = torch.zeros_like(b) if x0 is None else x0.clone()
-    r = b - matvec(x) if x0 is not None else b.clone()
+    r = b.clone() if x0 is None else b - matvec(x)
     p = r.clone()
     rr = _dot(r, r)
-    bnorm = b.norm(dim=-1, keepdim=True)
-    qmin, qmax = torch.full_like(rr, torch.inf), torch.full_like(rr, -torch.inf)
+    # residual above rounding: rr > (10 eps ||b||)^2, the Rayleigh quotient is then meaningful
+    # (a converged system's tiny p would underflow p'Ap in float32)
+    floor = _dot(b, b) * (10 * torch.finfo(b.dtype).eps) ** 2
+    stop = None if tol is None else _dot(b, b) * tol**2
+    tiny = torch.finfo(b.dtype).tiny
+    qs: list[Tensor] = []
+    lives: list[Tensor] = []
     done = 0
     for _ in range(iters):
-        if tol is not None and bool((rr.sqrt() <= tol * bnorm).all()):
+        if stop is not None and bool((rr <= stop).all()):
             break
         ap = matvec(p)
         pap = _dot(p, ap)
-        # Rayleigh quotient of the search direction, while the residual is above rounding
-        # (a converged system's tiny p would underflow p'Ap in float32)
-        q = _safe_div(pap, _dot(p, p))
-        live = rr.sqrt() > 10 * torch.finfo(b.dtype).eps * bnorm
-        qmin = torch.where(live, torch.minimum(qmin, q), qmin)
-        qmax = torch.where(live, torch.maximum(qmax, q), qmax)
-        alpha = _safe_div(rr, pap)
-        x = x + alpha * p
-        r = r - alpha * ap
+        qs.append(pap / _dot(p, p))  # NaN only where p = 0, which is never live
+        lives.append(rr > floor)
+        alpha = torch.where(pap != 0, rr / pap, 0.0)
+        x.addcmul_(alpha, p)
+        r.addcmul_(alpha, ap, value=-1.0)
         rr_new = _dot(r, r)
-        p = r + _safe_div(rr_new, rr) * p
+        p = torch.addcmul(r, rr_new / rr.clamp_min(tiny), p)  # beta = 0 once rr = 0
         rr = rr_new
         done += 1
-    residual = (matvec(x) - b).norm(dim=-1) / bnorm.squeeze(-1).clamp_min(torch.finfo(b.dtype).tiny)
-    curvature = torch.where(
-        qmax > 0,
-        qmin / qmax.clamp_min(torch.finfo(b.dtype).tiny),
-        torch.where(qmax > -torch.inf, -1.0, 1.0),
-    )
-    return CGResult(x, done, residual, curvature.squeeze(-1))
+    residual = relative_residual(matvec, x, b)
+    return CGResult(x, done, residual, _curvature(qs, lives, rr))

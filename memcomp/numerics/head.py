@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from memcomp.numerics.flat import flatten_head, unflatten_head
+
 
 def logits(z: Tensor, w: Tensor, b: Tensor) -> Tensor:
     """``z W^T + b`` per task: (..., n, ways)."""
@@ -113,12 +115,6 @@ def gd_graph(
     return w, b
 
 
-def flatten(w: Tensor, b: Tensor) -> Tensor:
-    """Pack ``(W, b)`` into one vector per task: (..., ways * (d + 1)), rows ``[W_k, b_k]``."""
-    return torch.cat([w, b.unsqueeze(-1)], -1).flatten(-2)
-
-
-def unflatten(v: Tensor, ways: int) -> tuple[Tensor, Tensor]:
-    """Inverse of :func:`flatten`."""
-    m = v.unflatten(-1, (ways, -1))
-    return m[..., :-1], m[..., -1]
+# the head's layout lives with every other flattening (memcomp/numerics/flat.py)
+flatten = flatten_head
+unflatten = unflatten_head

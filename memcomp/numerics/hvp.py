@@ -22,32 +22,13 @@ from torch import Tensor
 
 from memcomp.numerics import head
 from memcomp.numerics.cg import CGResult, MatVec, conjugate_gradient
+from memcomp.numerics.flat import batch_flatten, batch_unflatten, flatten, unflatten
 from memcomp.numerics.forward_hvp import HvpMode, forward_hvp, head_forward_hvp
+from memcomp.numerics.solvers import Solver
+
+__all__ = ["batch_flatten", "batch_unflatten", "flatten", "unflatten", "Solver", "LossFn"]
 
 LossFn = Callable[[list[Tensor]], Tensor]
-Solver = Callable[..., CGResult]  # (matvec, b, *, x0, iters, tol) -> CGResult
-
-
-def flatten(tensors: Sequence[Tensor]) -> Tensor:
-    """Concatenate tensors into one flat vector."""
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def unflatten(vec: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
-    """Split a flat vector into tensors shaped as ``like``."""
-    parts = torch.split(vec, [t.numel() for t in like])
-    return [p.view_as(t) for p, t in zip(parts, like, strict=True)]
-
-
-def batch_flatten(tensors: Sequence[Tensor]) -> Tensor:
-    """Concatenate per-task tensors (each (B, ...)) into one (B, q) matrix."""
-    return torch.cat([t.reshape(t.shape[0], -1) for t in tensors], 1)
-
-
-def batch_unflatten(mat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
-    """Split a (B, q) matrix into per-task tensors shaped as ``like`` (each (B, ...))."""
-    parts = torch.split(mat, [t[0].numel() for t in like], dim=1)
-    return [p.reshape(t.shape) for p, t in zip(parts, like, strict=True)]
 
 
 def proximal_matvec(
@@ -67,7 +48,7 @@ def proximal_matvec(
     to_flat, from_flat = (batch_flatten, batch_unflatten) if batched else (flatten, unflatten)
     if mode == "forward":
         hvp = forward_hvp(loss_fn, phi)
-        return lambda v: (1.0 + damping) * v + to_flat(hvp(from_flat(v, phi))) / lam
+        return lambda v: torch.add(to_flat(hvp(from_flat(v, phi))).div_(lam), v, alpha=1 + damping)
     leaves = [p.detach().requires_grad_() for p in phi]
     grads = torch.autograd.grad(loss_fn(leaves), leaves, create_graph=True)
     live = [i for i, gi in enumerate(grads) if gi.requires_grad]
@@ -84,7 +65,7 @@ def proximal_matvec(
             allow_unused=True,
         )
         hv = [torch.zeros_like(p) if h is None else h for h, p in zip(hv, leaves, strict=True)]
-        return (1.0 + damping) * v + to_flat(hv) / lam
+        return torch.add(to_flat(hv).div_(lam), v, alpha=1.0 + damping)
 
     return matvec
 
@@ -98,7 +79,7 @@ def implicit_solve(
     tol: float | None = None,
     x0: Tensor | None = None,
     damping: float = 0.0,
-    solver: Solver = conjugate_gradient,
+    solver: Solver | None = None,
     batched: bool = False,
     mode: HvpMode = "reverse",
 ) -> CGResult:
@@ -107,7 +88,7 @@ def implicit_solve(
     once, ``phi`` per-task tensors (B, ...), ``loss_fn`` the SUM of the tasks' losses, ``g`` (B, q),
     the solver batched over the B systems."""
     matvec = proximal_matvec(loss_fn, phi, lam, damping, batched=batched, mode=mode)
-    return solver(matvec, g, x0=x0, iters=iters, tol=tol)
+    return (solver or conjugate_gradient)(matvec, g, x0=x0, iters=iters, tol=tol)
 
 
 def head_matvec(
@@ -121,10 +102,20 @@ def head_matvec(
             return head.flatten(*head_forward_hvp(zs, w, b, *head.unflatten(x, ways), l2))
 
         return forward
+    # one fused closed form in the head's flat layout: with z1 = [z, 1] the logits' change
+    # along U1 = [U, c] (rows [U_k, c_k], head.flatten's layout) is z1 U1^T, and the product
+    # [S^T z, sum_rows S] is S^T z1: two matmuls, four elementwise ops and the L2 term
+    z1 = torch.cat([zs, torch.ones_like(zs[..., :1])], -1)
     probs = head.probs(zs, w, b)
+    scaled = probs / zs.shape[-2]
+    shape = (*w.shape[:-1], w.shape[-1] + 1)
 
     def matvec(x: Tensor) -> Tensor:
-        uw, ub = head.unflatten(x, ways)
-        return head.flatten(*head.hvp(zs, w, b, uw, ub, l2, p=probs))
+        u1 = x.reshape(shape)
+        u = z1 @ u1.transpose(-1, -2)
+        pu = probs * u
+        s = scaled * (u - pu.sum(-1, keepdim=True))
+        out = (s.transpose(-1, -2) @ z1).reshape(x.shape)
+        return torch.add(out, x, alpha=l2) if l2 else out
 
     return matvec

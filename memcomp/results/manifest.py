@@ -102,7 +102,8 @@ def manifest(
     ``runtime`` holds ``device``, ``device_name``, ``torch_version`` and ``cuda_version``.
     ``precision`` maps each cell id to the precision flags its process sets (TF32 in cuBLAS and
     cuDNN, the float32 matmul precision, cudnn benchmark/deterministic, the autocast dtype); the
-    flags found in force are in each runs.csv row.
+    flags found in force are in each runs.csv row. ``compile`` maps each cell id to its
+    ``train.compile`` (none | graphs | inductor; also the row's ``compile`` column).
     """
     return {
         "suite": suite_name,
@@ -120,4 +121,5 @@ def manifest(
         "options": dict(options),
         "cells": {c.id: c.config() for c in cells},
         "precision": {c.id: planned_flags(c.train) for c in cells},
+        "compile": {c.id: c.train.compile for c in cells},
     }

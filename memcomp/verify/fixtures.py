@@ -13,6 +13,7 @@ from torch import Tensor
 from memcomp.backbones import build_backbone
 from memcomp.learners import LEARNERS
 from memcomp.learners.base import Learner
+from memcomp.numerics.flat import flatten
 from memcomp.types import Task
 
 WAYS, SHOTS, QUERIES = 3, 2, 2
@@ -77,11 +78,11 @@ def meta_named(learner: Learner) -> list[tuple[str, Tensor]]:
 
 
 def flat_params(learner: Learner) -> Tensor:
-    return torch.cat([p.detach().reshape(-1) for _, p in meta_named(learner)])
+    return flatten([p.detach() for _, p in meta_named(learner)])
 
 
 def flat_grad(learner: Learner) -> Tensor:
-    return torch.cat([p.grad.reshape(-1) for _, p in meta_named(learner)])
+    return flatten([p.grad for _, p in meta_named(learner)])
 
 
 def set_flat(learner: Learner, flat: Tensor) -> None:
