@@ -225,14 +225,23 @@ def forget_plugins() -> Iterator[None]:
 
 
 def test_a_plugin_that_registers_nothing_is_warned_about(
-    forget_plugins: None, capsys: pytest.CaptureFixture[str]
-) -> None:
+    forget_plugins: None, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # a module of its own (not e.g. 'os', which another test in this worker may have loaded
+    # already), and not in the role of a cell child, which leaves the warning to its parent
+    monkeypatch.delenv("MEMCOMP_PARENT_PID", raising=False)
+    name = f"registers_nothing_{os.getpid()}"
+    (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     plugins.load(["fake_learners"])  # imported before, and it did register: no warning
     assert capsys.readouterr().err == ""
-    plugins.load(["os"])
+    plugins.load([name])
     err = capsys.readouterr().err
-    assert err.startswith("warning: --plugin: plugin 'os' imported but registered no learner")
+    assert err.startswith(f"warning: --plugin: plugin '{name}' imported but registered no learner")
     assert len(err.strip().splitlines()) == 1
+    plugins.load([name])  # asked again: imported once, warned once
+    assert capsys.readouterr().err == ""
 
 
 def test_plugin_os_on_the_command_line_warns_and_goes_on() -> None:
