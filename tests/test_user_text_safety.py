@@ -228,8 +228,9 @@ def test_a_plugin_that_registers_nothing_is_warned_about(
     forget_plugins: None, capsys: pytest.CaptureFixture[str], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    # a module of its own (not e.g. 'os', which another test in this worker may have loaded
-    # already), and not in the role of a cell child, which leaves the warning to its parent
+    # a module of its own, not 'os' (in CI's xdist worker loading 'os' printed no warning, for
+    # a reason not pinned down), and not in the role of a cell child, which leaves the warning
+    # to its parent
     monkeypatch.delenv("MEMCOMP_PARENT_PID", raising=False)
     name = f"registers_nothing_{os.getpid()}"
     (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
