@@ -43,6 +43,8 @@ IMAGE_SIZE, HIDDEN = "dataset.image_size", "backbone.hidden"  # shown as "32px",
 LEARNER_ORDER = ["maml", "fomaml", "anil", "itd-bio", "imaml", "mrml"]
 SETTING_KEY = ["dataset", "ways", "shots", "queries", "backbone"]
 MISSING = "–"
+# ``DataFrame.attrs`` key: the columns of a table :func:`normalize_runs` returned.
+NORMALIZED = "memcomp.normalized"
 
 
 @dataclass
@@ -83,17 +85,36 @@ def _learner_rank(name: str) -> int:
 
 
 def _text(s: pd.Series, fill: str = "?") -> pd.Series:
-    """Values as plain Python strings, missing ones as ``fill`` (pandas-version independent)."""
-    return pd.Series(
-        [fill if pd.isna(v) else _fmt_value(v) for v in s], index=s.index, dtype=object
-    )
+    """Values as plain Python strings, missing ones as ``fill`` (pandas-version independent).
+
+    Each distinct value is formatted once (a 200,000-row table has a few hundred), so this is
+    linear in the rows with a small constant; an object column of mixed types (where ``1``,
+    ``1.0`` and ``True`` would share a hash) is formatted value by value.
+    """
+    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty"):
+        return pd.Series(
+            [fill if pd.isna(v) else _fmt_value(v) for v in s], index=s.index, dtype=object
+        )
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    table = np.array([_fmt_value(v) for v in uniques] + [fill], dtype=object)
+    return pd.Series(table[codes], index=s.index, dtype=object)  # code -1 (missing) -> fill
+
+
+def _row_groups(parts: list[pd.Series]) -> tuple[np.ndarray, np.ndarray]:
+    """(group number of each row, position of each group's first row) over string columns."""
+    n = len(parts[0]) if parts else 0
+    if not parts or n == 0:
+        return np.zeros(n, dtype=np.intp), np.zeros(min(n, 1), dtype=np.intp)
+    codes = np.column_stack([pd.factorize(p)[0] for p in parts])
+    _, first, gid = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+    return gid.reshape(-1), first
 
 
 def _key_strings(runs: pd.DataFrame, cols: list[str]) -> pd.Series:
     parts = [_text(runs[c]) for c in cols]
-    return pd.Series(
-        ["|".join(p) for p in zip(*parts, strict=True)], index=runs.index, dtype=object
-    )
+    gid, first = _row_groups(parts)
+    keys = np.array(["|".join(p.iat[i] for p in parts) for i in first], dtype=object)
+    return pd.Series(keys[gid], index=runs.index, dtype=object)
 
 
 def _group_labels(runs: pd.DataFrame) -> pd.Series:
@@ -126,7 +147,13 @@ def normalize_runs(runs: pd.DataFrame) -> pd.DataFrame:
     ``variant`` is the learner name plus every learner parameter (or training knob) that takes
     more than one value for that learner within one dataset/setting; ``variant_nok`` leaves out
     the inner steps K (the memory plot's x axis).
+
+    A table this function returned, or a row subset of one with the same columns, is returned
+    as a copy without being normalised again (a report's sections share one normalisation);
+    a table with a column added or dropped since is normalised anew.
     """
+    if runs.attrs.get(NORMALIZED) == tuple(runs.columns):
+        return runs.copy()
     runs = upgrade_runs(runs, schema_version({}, runs)).copy()
     if "precision" not in runs.columns and "dtype" in runs.columns:
         runs["precision"] = runs["dtype"]  # written before the key: its dtype was its precision
@@ -156,18 +183,30 @@ def normalize_runs(runs: pd.DataFrame) -> pd.DataFrame:
         if "precision" in varying[learner] and "dtype" in varying[learner]:
             varying[learner].remove("dtype")  # the precision names the weights' dtype too
 
-    def label(row: pd.Series, skip_k: bool) -> str:
-        parts = [row["learner"]]
-        for c in varying[row["learner"]]:
+    runs["variant"] = _variant_labels(runs, varying, skip_k=False)
+    runs["variant_nok"] = _variant_labels(runs, varying, skip_k=True)
+    runs.attrs[NORMALIZED] = tuple(runs.columns)
+    return runs
+
+
+def _variant_labels(runs: pd.DataFrame, varying: dict[str, list[str]], skip_k: bool) -> pd.Series:
+    """"learner k=v ..." per row over the parameters in ``varying[learner]``; built once per
+    distinct combination, not once per row."""
+    cols = sorted({c for cs in varying.values() for c in cs if not (skip_k and c == K_COLUMN)})
+    texts = {c: _text(runs[c]) for c in cols}
+    parts = [runs["learner"]] + [texts[c] for c in cols]
+    gid, first = _row_groups(parts)
+    labels = []
+    for i in first:
+        learner = runs["learner"].iat[i]
+        words = [learner]
+        for c in varying[learner]:
             if skip_k and c == K_COLUMN:
                 continue
             name = param_name(c) if c.startswith("learner.") else c
-            parts.append(f"{SHORT.get(name, name)}={_fmt_value(row[c])}")
-        return " ".join(parts)
-
-    runs["variant"] = runs.apply(label, axis=1, skip_k=False)
-    runs["variant_nok"] = runs.apply(label, axis=1, skip_k=True)
-    return runs
+            words.append(f"{SHORT.get(name, name)}={texts[c].iat[i]}")
+        labels.append(" ".join(words))
+    return pd.Series(np.array(labels, dtype=object)[gid], index=runs.index, dtype=str)
 
 
 def _display_rank(variant: str) -> int:
@@ -176,11 +215,13 @@ def _display_rank(variant: str) -> int:
 
 
 def _variant_order(runs: pd.DataFrame, col: str = "variant") -> list[str]:
-    def key(v: str) -> tuple:
-        row = runs[runs[col] == v].iloc[0]
-        return (_learner_rank(row["learner"]), row["learner"], _natural(v))
+    first = runs.drop_duplicates(col)  # each variant's first row names its learner
+    learner = dict(zip(first[col], first["learner"], strict=True))
 
-    return sorted(runs[col].unique(), key=key)
+    def key(v: str) -> tuple:
+        return (_learner_rank(learner[v]), learner[v], _natural(v))
+
+    return sorted(learner, key=key)
 
 
 def _natural(s: str) -> tuple:
