@@ -190,7 +190,7 @@ def normalize_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _variant_labels(runs: pd.DataFrame, varying: dict[str, list[str]], skip_k: bool) -> pd.Series:
-    """"learner k=v ..." per row over the parameters in ``varying[learner]``; built once per
+    """ "learner k=v ..." per row over the parameters in ``varying[learner]``; built once per
     distinct combination, not once per row."""
     cols = sorted({c for cs in varying.values() for c in cs if not (skip_k and c == K_COLUMN)})
     texts = {c: _text(runs[c]) for c in cols}
