@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from memcomp.errors import InputError
 
@@ -38,20 +41,41 @@ class TornTailError(CorruptResultsError):
         self.path, self.good_size = path, good_size
 
 
-def check_table(path: Path, text: str, required: tuple[str, ...] | None = None) -> None:
+def check_table(
+    path: Path, text: str | bytes | None = None, required: tuple[str, ...] | None = None
+) -> None:
     """Raise :class:`CorruptResultsError` (:class:`TornTailError` for a torn last line) when
-    ``text``, the contents of results table ``path``, is not whole."""
+    results table ``path`` is not whole. ``text``: its contents (text or bytes); None reads the
+    file as a UTF-8 stream, never whole in memory."""
     if required is None:
         required = REQUIRED.get(path.name, ())
-    reader = csv.reader(io.StringIO(text))
+    if isinstance(text, str):
+        text = text.encode("utf-8")
+    raw: BinaryIO = open(path, "rb") if text is None else io.BytesIO(text)  # noqa: SIM115
+    with raw:
+        _check_stream(path, io.TextIOWrapper(raw, encoding="utf-8", newline="\n"), required)
+
+
+def _check_stream(path: Path, stream: io.TextIOWrapper, required: tuple[str, ...]) -> None:
+    tail = [""]  # the last line read
+
+    def lines() -> Iterator[str]:
+        for line in stream:
+            tail[0] = line
+            yield line
+
+    reader = csv.reader(lines())
     try:
-        header = next(reader, [])
-        if "\n" not in text:
+        first = stream.readline()
+        if not first.endswith("\n"):  # no line end in the whole table
             raise CorruptResultsError(
-                f"{path}: the header line is cut short (no line end after {len(text)} "
+                f"{path}: the header line is cut short (no line end after {len(first)} "
                 "characters); restore the file from a backup, or delete it to re-run its cells "
                 "with --resume"
             )
+        tail[0] = first
+        reader = csv.reader(itertools.chain([first], lines()))
+        header = next(reader, [])
         missing = [c for c in required if c not in header]
         if missing:
             raise CorruptResultsError(
@@ -71,18 +95,23 @@ def check_table(path: Path, text: str, required: tuple[str, ...] | None = None) 
             before = reader.line_num
     except csv.Error as e:
         raise CorruptResultsError(f"{path}: not a readable CSV table ({e})") from None
+    except UnicodeDecodeError as e:
+        raise CorruptResultsError(
+            f"{path}: not a readable CSV table (bytes that are not UTF-8: {e.reason} near line "
+            f"{reader.line_num + 1}); restore it from a backup or remove the broken rows (a "
+            "missing row is re-run by --resume)"
+        ) from None
     if bad is not None:
-        raise TornTailError(path, f"{bad[0]} of {n} fields", _offset(text, bad[1]))
-    if not text.endswith("\n"):
-        raise TornTailError(path, "no line end", _offset(text, before))
+        raise TornTailError(path, f"{bad[0]} of {n} fields", _offset(stream, bad[1]))
+    if not tail[0].endswith("\n"):
+        raise TornTailError(path, "no line end", _offset(stream, before))
 
 
-def _offset(text: str, lines: int) -> int:
-    """Length in bytes of the first ``lines`` lines of ``text``."""
-    pos = 0
+def _offset(stream: io.TextIOWrapper, lines: int) -> int:
+    """Length in bytes of the first ``lines`` lines of the table read by ``stream``."""
+    raw = stream.buffer
+    raw.seek(0)
     for _ in range(lines):
-        nxt = text.find("\n", pos)
-        if nxt < 0:
+        if not raw.readline():
             break
-        pos = nxt + 1
-    return len(text[:pos].encode("utf-8"))
+    return raw.tell()

@@ -67,25 +67,25 @@ def read_csv(path: Path, columns: list[str] | None = None, torn_ok: bool = False
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=columns or [])
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise CorruptResultsError(
-            f"{path}: not a readable CSV table ({e}); restore it from a backup or "
-            "remove the broken rows (a missing row is re-run by --resume)"
-        ) from None
-    try:
-        check_table(path, text)
+        check_table(path)  # streamed: the file is never whole in memory
     except TornTailError as e:
         if not torn_ok:
             raise
-        text = text.encode("utf-8")[: e.good_size].decode("utf-8")
-    return parse_csv(path, text, columns)
+        with open(path, "rb") as f:
+            return parse_csv(path, f.read(e.good_size), columns)
+    return parse_csv(path, path, columns)
 
 
-def parse_csv(path: Path, text: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """The table in ``text`` (the contents of ``path``) as the store reads it."""
+def parse_csv(
+    path: Path, text: str | bytes | Path, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """The table in ``text`` (the contents of ``path``: text, UTF-8 bytes, or the file itself,
+    read by pandas in chunks) as the store reads it."""
+    source: Any = text
+    if isinstance(text, (str, bytes)):
+        source = io.BytesIO(text) if isinstance(text, bytes) else io.StringIO(text)
     try:
-        df = pd.read_csv(io.StringIO(text), dtype=TEXT_COLUMNS)
+        df = pd.read_csv(source, dtype=TEXT_COLUMNS, encoding="utf-8")
     except (pd.errors.ParserError, csv.Error, ValueError) as e:
         why = " ".join(str(e).split())
         raise CorruptResultsError(
@@ -186,7 +186,7 @@ class ResultsDir:
             if path.exists() and path.stat().st_size:
                 with contextlib.suppress(UnicodeDecodeError, CorruptResultsError):
                     try:
-                        check_table(path, path.read_text(encoding="utf-8"))
+                        check_table(path)
                     except TornTailError as e:
                         out.append(e)
         return out
