@@ -1,9 +1,10 @@
-"""Plugins: modules that register extra learners, datasets or backbones.
+"""Plugins: modules that register extra learners, datasets, backbones, executors or report
+sections.
 
 Three ways in, one mechanism (docs/extending.md):
 
-- installed distributions declaring entry points in the groups ``memcomp.learners``,
-  ``memcomp.datasets`` or ``memcomp.backbones`` (``mine = "mine"``: the value names the module
+- installed distributions declaring entry points in the groups of :data:`GROUPS`
+  (``memcomp.learners``, ``memcomp.datasets``, ...; ``mine = "mine"``: the value names the module
   that registers the component): imported on the first use of the registry of that kind, in
   every process (commands, cell child processes, library calls);
 - ``--plugin MODULE`` (any command, repeatable) and a suite's ``plugins: [MODULE, ...]``;
@@ -29,7 +30,10 @@ from importlib import metadata
 from memcomp.errors import InputError
 
 ENV = "MEMCOMP_PLUGINS"
-GROUPS = ("memcomp.learners", "memcomp.datasets", "memcomp.backbones")
+GROUPS = (
+    "memcomp.learners", "memcomp.datasets", "memcomp.backbones", "memcomp.executors",
+    "memcomp.report_sections",
+)  # fmt: skip
 _loaded: list[str] = []
 # (kind, name, source, module of the factory) of every registry entry added in this process,
 # appended by memcomp.registry (note_registered): tells whether a plugin registered anything.
@@ -64,8 +68,8 @@ def _warn_if_empty(module: str, origin: str, before: int, source: str) -> None:
         return
     sys.stderr.write(
         f"warning: {origin}: plugin {module!r} imported but registered no learner, dataset, "
-        "backbone or executor; name the module that calls e.g. memcomp.LEARNERS.register "
-        "(docs/extending.md)\n"
+        "backbone, executor or report section; name the module that calls e.g. "
+        "memcomp.LEARNERS.register (docs/extending.md)\n"
     )
 
 

@@ -103,7 +103,10 @@ def test_report_on_a_schema1_folder_gives_the_tables_it_gave_before(tmp_path: Pa
     )
     assert res.exit_code == 0, res.output
     expected = sorted(p.name for p in LEGACY_REPORT.glob("*.csv"))
-    assert expected and sorted(p.name for p in tmp_path.glob("*.csv")) == expected
+    got_files = {p.name for p in tmp_path.glob("*.csv")}
+    # the per-phase memory table is written since report sections share one registry (issue 19)
+    assert expected and got_files - set(expected) == {"phase_memory.csv"}
+    assert set(expected) <= got_files
     for name in expected:
         # ``group`` is an opaque grouping key; it now lists every dataset/backbone parameter
         got, want = (

@@ -1,10 +1,12 @@
 """``memcomp report``: tables and plots from a results folder.
 
-``build_report(results_dir)`` reads runs.csv, curves.csv, episodes.csv and manifest.json, writes
-tables (md/tex/csv) and figures (PNG and SVG) into ``results_dir/report`` and returns a
-:class:`Report`; ``print_report(report, console)`` shows it with rich. Every file is written
-atomically (:mod:`memcomp.fsutil`), so a killed report leaves whole files. Parameters are read from
-the results schema (:mod:`memcomp.results.schema`); folders of the previous layout are mapped.
+``build_report(results_dir)`` reads runs.csv, curves.csv, episodes.csv and manifest.json once
+(:class:`memcomp.report.sections.ReportInput`), builds every registered report section
+(:mod:`memcomp.report.sections`: the built-ins and plugins), writes their tables (md/tex/csv) and
+figures (PNG and SVG) into ``results_dir/report`` and returns a :class:`Report`;
+``print_report(report, console)`` shows it with rich. Every file is written atomically
+(:mod:`memcomp.fsutil`), so a killed report leaves whole files. Parameters are read from the
+results schema (:mod:`memcomp.results.schema`); folders of the previous layout are mapped.
 """
 
 from __future__ import annotations
@@ -17,37 +19,40 @@ from typing import Any
 import pandas as pd
 
 from memcomp.fsutil import atomic_open, atomic_write_text
-from memcomp.report.precision_tables import precision_table
-from memcomp.report.tables import (
-    Table,
-    accuracy_table,
-    memory_table,
-    paper_table,
-    reduction_table,
-    time_table,
-    to_latex,
-    to_markdown,
-    tta_table,
+from memcomp.report.sections import (
+    REPORT_SECTIONS,
+    Figure,
+    ReportInput,
+    Section,
+    SectionOutput,
+    build_sections,
+    report_section,
 )
+from memcomp.report.tables import Table, to_latex, to_markdown
 from memcomp.report.tta import FRACTION, PATIENCE, WINDOW
-from memcomp.results.store import CorruptResultsError, ResultsDir
 
-__all__ = ["FORMATS", "Report", "Table", "build_report", "print_report"]
+__all__ = [
+    "FORMATS", "REPORT_SECTIONS", "Figure", "Report", "ReportInput", "SectionOutput", "Table",
+    "build_report", "print_report", "report_section",
+]  # fmt: skip
 
 FORMATS = ("md", "tex", "csv")
 
 
 @dataclass
 class Report:
-    """What ``build_report`` produced: header lines, tables, written files and notes, and the
-    tidy data of each figure by its file stem (``memory``, ``val_vs_time``: what the plot drew,
-    reused by report.html's interactive charts)."""
+    """What ``build_report`` produced: header lines, tables, written files and notes, the tidy
+    data of each figure by its file stem (``memory``, ``val_vs_time``: what the plot drew,
+    reused by report.html's interactive charts), each section's output and the input read."""
 
     header: list[str]
     tables: list[Table]
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     figure_data: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # each section with what it built, in report order (report.html renders these)
+    sections: list[tuple[Section, SectionOutput]] = field(default_factory=list)
+    source: ReportInput | None = field(default=None, repr=False)  # what it was built from
 
     def table(self, name: str) -> Table:
         """The table called ``name`` (e.g. ``accuracy``)."""
@@ -97,7 +102,7 @@ def _header(results_dir: Path, manifest: dict[str, Any], runs: pd.DataFrame) -> 
     if manifest.get("started_at"):
         lines.append(f"started: {manifest['started_at']}")
     if "status" in runs.columns and len(runs):
-        counts = runs["status"].fillna("ok").value_counts()
+        counts = runs["status"].astype(object).fillna("ok").value_counts()
         lines.append("runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     return lines
 
@@ -121,7 +126,8 @@ def build_report(
     window: int = WINDOW,
     patience: int = PATIENCE,
 ) -> Report:
-    """Build every table and figure the results allow and write them into ``out``.
+    """Build every registered section (:mod:`memcomp.report.sections`) the results allow and
+    write its tables and figures into ``out``.
 
     Args:
         results_dir: a folder written by :class:`memcomp.results.ResultsDir`.
@@ -134,58 +140,28 @@ def build_report(
         unreadable manifest.json is a note too (the tables come from runs.csv). A corrupt
         runs.csv, curves.csv or episodes.csv raises :class:`CorruptResultsError` (exit 2).
     """
-    from memcomp.report.plots import plot_memory, plot_val_vs_time
-
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise ValueError(f"build_report: unknown formats {bad}; choose from {list(FORMATS)}")
     results_dir = Path(results_dir)
-    rd = ResultsDir(results_dir)
-    notes = []
-    try:
-        manifest = rd.manifest()
-    except CorruptResultsError as e:
-        manifest = {}
-        notes.append(f"{e}: header details skipped, tables come from runs.csv")
-    runs, curves, episodes = rd.runs(manifest), rd.curves(), rd.episodes()
+    inp = ReportInput.read(results_dir, fraction, window, patience)
     out = Path(out) if out is not None else results_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     for tmp in out.glob(".*.tmp"):  # left by a report killed between writing and renaming
         tmp.unlink(missing_ok=True)
-    report = Report(header=_header(results_dir, manifest, runs), tables=[], notes=notes)
-    if runs.empty:
+    header = _header(results_dir, inp.manifest, inp.raw_runs)
+    report = Report(header=header, tables=[], notes=list(inp.notes), source=inp)
+    if inp.runs.empty:
         report.notes.append("runs.csv is missing or empty: nothing to report.")
         return report
-
-    report.tables.append(accuracy_table(runs, episodes))
-    mem = memory_table(runs)
-    if mem.data.empty:
-        report.notes.append(
-            "no peak-memory data (peak_mem_mb per inner_steps K): memory table and plot skipped."
-        )
-    else:
-        report.tables.append(mem)
-        red = reduction_table(runs)
-        if red.data.empty:
-            report.notes.append("no maml/anil memory at matching K: reduction table skipped.")
-        else:
-            report.tables.append(red)
-        fig, report.figure_data["memory"] = plot_memory(runs)
-        save_figure(fig, out, "memory", report.files)
-    precision = precision_table(runs)  # cells differing only in precision, if any
-    if not precision.data.empty:
-        report.tables.append(precision)
-    has_curves = {"cell_id", "iteration", "train_seconds", "val_acc"} <= set(curves.columns)
-    if not has_curves or curves.empty:
-        report.notes.append("no validation curves: time-to-accuracy and accuracy-vs-time skipped.")
-    else:
-        report.tables.append(tta_table(runs, curves, fraction, window, patience))
-        fig, report.figure_data["val_vs_time"] = plot_val_vs_time(runs, curves, fraction)
-        save_figure(fig, out, "val_vs_time", report.files)
-    report.tables.append(time_table(runs))
-    ref = paper_table(runs)
-    if not ref.data.empty:
-        report.tables.append(ref)
+    for section, built in build_sections(inp):
+        report.sections.append((section, built))
+        report.tables += [t for t in built.tables if not t.data.empty]
+        report.notes += built.notes
+        for figure in built.figures:
+            save_figure(figure.fig, out, figure.stem, report.files)
+            if figure.data is not None:
+                report.figure_data[figure.stem] = figure.data
     write_tables(report, out, formats)
     return report
 

@@ -1,8 +1,9 @@
 """``report.html``: one self-contained page per results folder (inline CSS, script and SVG; no
-network needed to open it). Built from the :class:`memcomp.report.Report` tables and figures plus
-the raw results: provenance and suite text, accuracy, memory versus K (paper Figure 2 rows where
-shapes match), accuracy versus wall-clock, time to accuracy, per-phase memory, failed cells with
-their log tail, and one section per cell. With ``plots="interactive"`` the memory and
+network needed to open it). Built from the :class:`memcomp.report.Report`: provenance and suite
+text, then one section per registered report section (:mod:`memcomp.report.sections`: accuracy,
+memory versus K, precision, accuracy versus wall-clock and time to accuracy, per-phase memory, the
+paper reference, plugin sections), then every cell, the failed cells with their log tail, and
+one section per cell. With ``plots="interactive"`` the memory and
 accuracy-vs-time figures are plotly charts (:mod:`memcomp.report.interactive`) drawn from the same
 tidy data as the static SVGs; everything else is the same page.
 """
@@ -16,18 +17,15 @@ from typing import Any
 import pandas as pd
 
 from memcomp.fsutil import atomic_write_text
-from memcomp.report.htmlkit import esc, figure_svg, line_svg, page, plot_block, table_html
-from memcomp.report.phase_memory import phase_memory_table, plot_phase_memory
+from memcomp.report.htmlkit import esc, line_svg, page, plot_block, table_html
 from memcomp.report.plots import variant_styles
-from memcomp.report.tables import Table, normalize_runs
-from memcomp.results import ResultsDir
+from memcomp.report.sections import Figure, ReportInput
+from memcomp.report.tables import Table
 
 __all__ = ["LOG_TAIL_LINES", "PLOTS", "html_report", "page_plots", "write_html_report"]
 
 PLOTS = ("static", "interactive")  # ``memcomp report --plots``
 PLOTS_META = "memcomp-plots"  # <meta name=...> that marks an interactive page (index.py reads it)
-MEMORY_CAPTION = "peak memory vs inner steps K"
-TIME_CAPTION = "validation accuracy vs training time"
 
 LOG_TAIL_LINES = 40
 INLINE_CELLS = 500  # cells shown row by row in the page; all of them are in cells.csv beside it
@@ -72,35 +70,56 @@ def _provenance(manifest: dict[str, Any]) -> str:
     return out
 
 
-def _table(report_tables: dict[str, Table], name: str, filters: tuple[str, ...] = ()) -> str:
-    t = report_tables.get(name)
-    if t is None or t.data.empty:
+def _table(t: Table) -> str:
+    if t.data.empty:
         return ""
-    return f"<h3>{esc(t.title)}</h3>" + table_html(t.data, f"table-{name}", filters, t.note)
+    return f"<h3>{esc(t.title)}</h3>" + table_html(t.data, f"table-{t.name}", t.filters, t.note)
 
 
-def _svg_file(files: list[Path], stem: str, caption: str) -> str:
+def _svg_file(files: list[Path], stem: str, caption: str, block_id: str) -> str:
     path = next((p for p in files if p.name == f"{stem}.svg" and p.exists()), None)
-    return plot_block(path.read_text(), caption, f"plot-{stem}") if path else ""
+    return plot_block(path.read_text(), caption, block_id) if path else ""
 
 
-def _figures(report: Any, runs: pd.DataFrame, plots: str) -> tuple[str, str]:
-    """The memory and accuracy-vs-time figure blocks: inline SVG, or plotly charts (SVG where
-    the report kept no tidy data for a figure)."""
-    memory = _svg_file(report.files, "memory", MEMORY_CAPTION)
-    timing = _svg_file(report.files, "val_vs_time", TIME_CAPTION)
-    if plots != "interactive":
-        return memory, timing
-    from memcomp.report.interactive import Charts, memory_figure, val_vs_time_figure
+class _Figures:
+    """Each figure's block: the SVG written beside the page inline, or (``interactive``) a plotly
+    chart drawn from the figure's tidy data where there is a chart for it."""
 
-    data = report.figure_data
-    charts = Charts()  # page order: the first chart carries plotly.js
-    if "memory" in data and len(data["memory"]):
-        memory = charts.block(memory_figure(data["memory"]), "plot-memory", MEMORY_CAPTION)
-    if "val_vs_time" in data and len(data["val_vs_time"]):
-        fig = val_vs_time_figure(data["val_vs_time"], variant_styles(runs))
-        timing = charts.block(fig, "plot-val_vs_time", TIME_CAPTION)
-    return memory, timing
+    def __init__(self, report: Any, runs: pd.DataFrame, plots: str) -> None:
+        self.report, self.runs, self.charts = report, runs, None
+        if plots == "interactive":
+            from memcomp.report.interactive import Charts
+
+            self.charts = Charts()  # page order: the first chart carries plotly.js
+
+    def block(self, figure: Figure) -> str:
+        static = _svg_file(self.report.files, figure.stem, figure.caption, figure.block_id)
+        data = figure.data
+        if self.charts is None or data is None or not len(data):
+            return static
+        from memcomp.report.interactive import memory_figure, val_vs_time_figure
+
+        if figure.stem == "memory":
+            chart = memory_figure(data)
+        elif figure.stem == "val_vs_time":
+            chart = val_vs_time_figure(data, variant_styles(self.runs))
+        else:
+            return static
+        return self.charts.block(chart, figure.block_id, figure.caption)
+
+
+def _section_blocks(report: Any, runs: pd.DataFrame, plots: str) -> list[tuple[str, str, str]]:
+    """One page section per registered report section that built something (or has a
+    placeholder): its figures, then its tables."""
+    figures = _Figures(report, runs, plots)
+    out = []
+    for section, built in report.sections:
+        body = "".join(figures.block(f) for f in built.figures)
+        body += "".join(_table(t) for t in built.tables)
+        if not body and section.placeholder is None:
+            continue
+        out.append((section.name, section.title, body or section.placeholder))
+    return out
 
 
 def _cells_frame(runs: pd.DataFrame) -> pd.DataFrame:
@@ -206,14 +225,13 @@ def _inline_cells(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 
 def html_report(results_dir: Path, report: Any, plots: str = "static") -> str:
-    """The page's HTML for ``results_dir`` and the :class:`memcomp.report.Report` built from it;
-    ``plots`` is ``"static"`` (inline SVG) or ``"interactive"`` (plotly, needs the extra)."""
+    """The page's HTML for ``results_dir`` and the :class:`memcomp.report.Report` built from it
+    (its sections and the input it read: nothing is read again); ``plots`` is ``"static"``
+    (inline SVG) or ``"interactive"`` (plotly, needs the extra)."""
     if plots not in PLOTS:
         raise ValueError(f"html_report: plots={plots!r}; choose from {list(PLOTS)}")
-    rd = ResultsDir(Path(results_dir))
-    manifest, curves, eps = rd.manifest_or_empty(), rd.curves(), rd.episodes()
-    runs = normalize_runs(rd.runs(manifest))
-    tables = {t.name: t for t in report.tables}
+    inp = _source(results_dir, report)
+    manifest, curves, eps, runs = inp.manifest, inp.curves, inp.episodes, inp.runs
     suite = manifest.get("suite") or "unknown suite"
     counts = runs["status"].value_counts() if len(runs) else pd.Series(dtype=int)
     status = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no cells"
@@ -227,22 +245,7 @@ def html_report(results_dir: Path, report: Any, plots: str = "static") -> str:
     sections = [("provenance", "Provenance", _provenance(manifest) + notes)]
     if runs.empty:
         return page(f"memcomp report: {suite}", header, sections, head)
-    sections.append(("accuracy", "Accuracy", _table(tables, "accuracy")))
-    memory, timing = _figures(report, runs, plots)
-    memory += _table(tables, "memory", ("setting", "source")) + _table(tables, "memory_reduction")
-    sections.append(("memory", "Memory vs K", memory or '<p class="note">no memory data</p>'))
-    if "precision" in tables:
-        sections.append(("precision", tables["precision"].title, _table(tables, "precision")))
-    timing += _table(tables, "time_to_accuracy") + _table(tables, "time_per_iter", ("setting",))
-    sections.append(("time", "Accuracy vs wall-clock and time to accuracy", timing))
-    phases = phase_memory_table(runs)
-    if not phases.data.empty:
-        fig, _ = plot_phase_memory(phases)
-        body = plot_block(figure_svg(fig), "peak memory per phase", "plot-phase-memory")
-        body += table_html(phases.data, "table-phase_memory", ("setting",), phases.note)
-        sections.append(("phases", "Per-phase memory", body))
-    if "paper_reference" in tables:
-        sections.append(("paper", "Paper reference", _table(tables, "paper_reference")))
+    sections += _section_blocks(report, runs, plots)
     shown, more = _inline_cells(runs)
     links = {str(c): f"#cell-{c}" for c in shown["cell_id"]}
     cells = more + table_html(
@@ -257,12 +260,18 @@ def html_report(results_dir: Path, report: Any, plots: str = "static") -> str:
     return page(f"memcomp report: {suite}", header, sections, head)
 
 
+def _source(results_dir: Path, report: Any) -> ReportInput:
+    """The input ``report`` was built from (read again only for a Report made by hand)."""
+    inp = getattr(report, "source", None)
+    return inp if inp is not None else ReportInput.read(Path(results_dir))
+
+
 def write_html_report(results_dir: Path, report: Any, out: Path, plots: str = "static") -> Path:
     """Write ``out/report.html`` (atomically: the whole page or nothing) and return its path."""
     text = html_report(Path(results_dir), report, plots)
     path = Path(out) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    runs = normalize_runs(ResultsDir(Path(results_dir)).runs())
+    runs = _source(results_dir, report).runs
     if len(runs) > INLINE_CELLS:  # the page links to the full table
         cols = [c for c in [*CELL_COLUMNS, "test_ci95", "error"] if c in runs.columns]
         atomic_write_text(path.parent / CELLS_CSV, runs[cols].to_csv(index=False))

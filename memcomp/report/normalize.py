@@ -49,13 +49,15 @@ NORMALIZED = "memcomp.normalized"
 
 @dataclass
 class Table:
-    """A report table: numbers in ``tidy`` (CSV), the formatted view in ``data`` (md/tex/rich)."""
+    """A report table: numbers in ``tidy`` (CSV), the formatted view in ``data`` (md/tex/rich);
+    ``filters``: the columns report.html offers as drop-down filters."""
 
     name: str
     title: str
     data: pd.DataFrame
     tidy: pd.DataFrame
     note: str = ""
+    filters: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------- normalising
