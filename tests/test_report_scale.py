@@ -77,3 +77,30 @@ def test_compare_verdicts_match_a_hand_computation(tmp_path: Path) -> None:
             assert c.p_value == float(p) and c.verdict == "regression"
             assert abs(c.change - (b.mean() - a.mean())) < 1e-12
     assert len(cmp.matched) == 3 and not cmp.only_base and not cmp.only_new
+
+
+def test_accuracy_vs_time_of_a_big_sweep_has_no_legend_and_no_layout_warning(
+    tmp_path: Path,
+) -> None:
+    import warnings
+
+    from memcomp.report.plots import MAX_LEGEND, plot_val_vs_time
+    from memcomp.report.sections import ReportInput
+
+    run = _folder(tmp_path / "run", 200)
+    runs = pd.read_csv(run / "runs.csv")
+    runs["learner.inner_steps"] = np.arange(200) // 4 + 1  # 50 variants in one setting
+    runs.to_csv(run / "runs.csv", index=False)
+    ids = runs["cell_id"].repeat(3).to_numpy()
+    curves = pd.DataFrame(
+        {"cell_id": ids, "iteration": np.tile([2, 4, 6], 200),
+         "train_seconds": np.tile([1.0, 2.0, 3.0], 200), "val_acc": 50.0, "val_ci95": 1.0}
+    )  # fmt: skip
+    curves.to_csv(run / "curves.csv", index=False)
+    inp = ReportInput.read(run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # tight_layout's "not applied" warning fails the test
+        fig, data = plot_val_vs_time(inp.runs, inp.curves)
+    assert data["variant"].nunique() > MAX_LEGEND
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    assert any("variants: no legend" in t.get_text() for ax in fig.axes for t in ax.texts)

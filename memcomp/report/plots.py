@@ -39,6 +39,7 @@ LINE_STYLES = ("-", "--", ":", "-.")  # a learner's 1st, 2nd... variant
 BAR_COLUMNS = ["setting", "series", "source", "learner", "K", "x", "height", "drawn_height"]
 BAR_COLUMNS += ["oom", "status"]
 CURVE_COLUMNS = ["setting", "variant", "iteration", "train_seconds", "val_acc", "n_seeds"]
+MAX_LEGEND = 24  # lines in a panel above which the accuracy-vs-time panel has no legend
 
 
 def _grid(n: int, w: float = 6.0, h: float = 4.0) -> tuple[Figure, list[plt.Axes]]:
@@ -212,7 +213,12 @@ def plot_val_vs_time(
         ax.set_title(setting + (f"\n{sub}" if sub else ""), fontsize=9)
         ax.set_xlabel("training wall-clock (s)")
         ax.set_ylabel("validation accuracy (%)")
-        ax.legend(fontsize=7)
+        lines = a["variant"].nunique()
+        if lines <= MAX_LEGEND:
+            ax.legend(fontsize=7)
+        else:  # a legend of a big sweep covers the panel (and defeats tight_layout)
+            note = f"{lines} variants: no legend (time_to_accuracy table, report.html)"
+            ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=7, va="bottom")
     fig.suptitle("Validation accuracy vs training time")
     fig.tight_layout()
     return fig, agg[CURVE_COLUMNS].reset_index(drop=True)
