@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import fake_learners  # noqa: F401 - registers fake-tiny and fake-ok, used below
 import pytest
 import torch
 from typer.testing import CliRunner
