@@ -31,6 +31,9 @@ def compare(
         FailOn.never, "--fail-on", help="regression: exit 1 when a metric regressed beyond noise."
     ),
     junit: Path = typer.Option(None, "--junit", help="Write JUnit XML to this file."),
+    csv: Path = typer.Option(
+        None, "--csv", help="Write every change (one row per cell and metric) to this CSV file."
+    ),
     alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="Significance level."),
     time_tol: float = typer.Option(
         0.10, "--time-tolerance", min=0.0, help="Smallest relative time change that counts."
@@ -49,10 +52,12 @@ def compare(
       memcomp compare results/quickstart/20261201-090000 results/quickstart/20261202-090000
 
       memcomp compare base/ new/ --fail-on regression --junit compare.xml --html compare.html
+
+      memcomp compare base/ new/ --csv changes.csv   # every row; the terminal shows 200 at most
     """
     from memcomp.report.compare import Thresholds, compare_results
     from memcomp.report.compare_html import write_compare_html
-    from memcomp.report.compare_output import print_comparison, write_junit
+    from memcomp.report.compare_output import print_comparison, write_csv, write_junit
 
     base, new = resolve_results_dir(base), resolve_results_dir(new)
     th = Thresholds(alpha=alpha, memory=memory_tol, time=time_tol)
@@ -63,6 +68,8 @@ def compare(
     if junit is not None:
         write_junit(cmp, junit)
         console.print(escape(f"wrote {junit}"), soft_wrap=True)
+    if csv is not None:
+        console.print(escape(f"wrote {write_csv(cmp, csv)}"), soft_wrap=True)
     if html is not None:
         console.print(escape(f"compare.html: {write_compare_html(cmp, html)}"), soft_wrap=True)
-    raise typer.Exit(1 if fail_on == FailOn.regression and cmp.regressions else 0)
+    raise typer.Exit(1 if fail_on == FailOn.regression and cmp.n_regressions else 0)

@@ -69,26 +69,44 @@ class Change:
     cell_id: str = ""
 
 
+COLUMNS = ["cell", "metric", "base", "new", "change", "verdict", "test", "p_value", "cell_id"]
+
+
 @dataclass
 class Comparison:
-    """Everything ``compare_results`` found: matched pairs, changes, cells on one side only."""
+    """Everything ``compare_results`` found: matched pairs, the changes (``table``: one row per
+    cell and metric, in matched order), cells on one side only."""
 
     base: Path
     new: Path
-    changes: list[Change] = field(default_factory=list)
+    table: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COLUMNS))
     matched: list[tuple[str, str, str]] = field(default_factory=list)
     only_base: list[str] = field(default_factory=list)
     only_new: list[str] = field(default_factory=list)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property
+    def changes(self) -> list[Change]:
+        """Every change as a :class:`Change` (made on each call: a big comparison has
+        millions; use ``table`` or :meth:`rows` for a part)."""
+        return self.rows(self.table)
+
+    @property
     def regressions(self) -> list[Change]:
-        return [c for c in self.changes if c.verdict == REGRESSION]
+        return self.rows(self.table[self.table["verdict"] == REGRESSION])
+
+    @property
+    def n_regressions(self) -> int:
+        return int((self.table["verdict"] == REGRESSION).sum())
+
+    @staticmethod
+    def rows(table: pd.DataFrame) -> list[Change]:
+        """The rows of (a part of) ``table`` as :class:`Change` objects."""
+        return [Change(*r) for r in table[COLUMNS].itertuples(index=False, name=None)]
 
     def frame(self) -> pd.DataFrame:
         """The changes as a table (one row per cell and metric)."""
-        cols = ["cell", "metric", "base", "new", "change", "verdict", "test", "p_value", "cell_id"]
-        return pd.DataFrame([vars(c) for c in self.changes], columns=cols)
+        return self.table[COLUMNS].reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- matching
@@ -297,9 +315,16 @@ def _pair_changes(
     ]
 
 
-def _rows_by_id(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """cell id -> its runs row as a dict, built once (a lookup per matched cell, not a scan)."""
-    return {str(r["cell_id"]): r for r in runs.to_dict("records")}
+# the runs columns the rules read (a row per matched cell; all columns as dicts cost 1 GB at 200k)
+_ROW_COLUMNS = ["cell_id", "status", "test_acc", "test_ci95", "peak_mem_mb", "mem_source"]
+_ROW_COLUMNS += ["sec_per_iter", "variant", "setting", "seed"]
+
+
+def _rows_by_id(runs: pd.DataFrame, ids: set[str]) -> dict[str, dict[str, Any]]:
+    """cell id -> its runs row (the columns the rules read) as a dict, for ``ids`` only."""
+    cols = [c for c in _ROW_COLUMNS if c in runs.columns]
+    sub = runs.loc[runs["cell_id"].astype(str).isin(ids), cols]
+    return {str(r["cell_id"]): r for r in sub.to_dict("records")}
 
 
 def _groups_by_id(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -317,27 +342,205 @@ def _episodes_by_id(eps: pd.DataFrame) -> dict[str, np.ndarray]:
     return {str(k): g.to_numpy(float) for k, g in s.groupby("cell_id", sort=False)["acc"]}
 
 
+def _positions(runs: pd.DataFrame, ids: list[str]) -> np.ndarray:
+    """Row positions of ``ids`` in ``runs`` (every id is there: they were matched in it)."""
+    return pd.Index(runs["cell_id"].astype(str)).get_indexer(ids)
+
+
+def _aligned(runs: pd.DataFrame, at: np.ndarray, col: str, kind: str = "float") -> np.ndarray:
+    """Column ``col`` of ``runs`` at row positions ``at``; NaN / "None" where missing."""
+    if col not in runs.columns:
+        return np.full(len(at), np.nan) if kind == "float" else np.full(len(at), "None", object)
+    s = runs[col].iloc[at]
+    if kind == "float":
+        return pd.to_numeric(s, errors="coerce").to_numpy(float)
+    return np.array([str(v) for v in s.to_numpy(object)], dtype=object)
+
+
+def _names(runs: pd.DataFrame, at: np.ndarray) -> list[str]:
+    """:func:`_cell_name` of the rows at positions ``at``."""
+    cols = [runs[c].iloc[at].to_numpy(object) if c in runs.columns else [None] * len(at)
+            for c in ("variant", "setting", "seed")]  # fmt: skip
+    return [
+        _cell_name({"variant": v, "setting": s, "seed": d}) for v, s, d in zip(*cols, strict=True)
+    ]
+
+
+def _frame(cells: list[str], ids: list[str], metric: str, base: Any, new: Any, change: Any,
+           verdict: Any, test: Any, p_value: Any = math.nan) -> pd.DataFrame:  # fmt: skip
+    n = len(cells)
+    cols = dict(zip(COLUMNS, (cells, [metric] * n, base, new, change, verdict, test, p_value, ids),
+                    strict=True))  # fmt: skip
+    return pd.DataFrame({k: (v if np.ndim(v) else [v] * n) for k, v in cols.items()})
+
+
+def _verdicts(beyond: np.ndarray, worse: np.ndarray) -> np.ndarray:
+    return np.where(~beyond, WITHIN, np.where(worse, REGRESSION, IMPROVEMENT)).astype(object)
+
+
+def _fast_accuracy(names, ids, mb, mn, cb, cn) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """:func:`accuracy_change` of cells without episodes on both sides (the CI rule)."""
+    na = np.isnan(mb) | np.isnan(mn) | np.isnan(cb) | np.isnan(cn)
+    se = np.hypot(cb, cn)
+    verdict = _verdicts(np.abs(mn - mb) > se, mn < mb)
+    verdict[na] = NA
+    rule = "no episodes: 95% CIs, |change| > sqrt(ci_base^2 + ci_new^2) = "
+    test = np.array(["no test accuracy on one side" if bad else f"{rule}{v:.3g}"
+                     for bad, v in zip(na, se, strict=True)], dtype=object)  # fmt: skip
+    return _frame(names, ids, "accuracy", mb, mn, mn - mb, verdict, test)
+
+
+def _fast_memory(names, ids, mb, mn, src_b, src_n, th: Thresholds) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """:func:`memory_change`, for every cell at once."""
+    na = np.isnan(mb) | np.isnan(mn)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(mb != 0, mn / mb - 1.0, np.nan)
+    beyond = (np.abs(mn - mb) > th.memory_mb) & (np.isnan(rel) | (np.abs(rel) > th.memory))
+    verdict = _verdicts(beyond, mn > mb)
+    verdict[na] = NA
+    rel[na] = np.nan
+    rule = f"rule: |change| > {th.memory:.0%} and > {th.memory_mb:g} MB"
+    test = np.full(len(ids), rule, dtype=object)
+    test[na] = "not measured on one side"
+    differ = ~na & (src_b != src_n)
+    test[differ] = [f"{rule} (mem_source {b} vs {n})"
+                    for b, n in zip(src_b[differ], src_n[differ], strict=True)]  # fmt: skip
+    return _frame(names, ids, "peak_mem_mb", mb, mn, rel, verdict, test)
+
+
+def _fast_time(names, ids, mb, mn, th: Thresholds) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """:func:`time_change` of cells without curves on both sides (the relative rule)."""
+    na = np.isnan(mb) | np.isnan(mn)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(mb != 0, mn / mb - 1.0, np.nan)
+    big = ~np.isnan(rel) & (np.abs(rel) > th.time)
+    verdict = _verdicts(big, mn > mb)
+    verdict[na] = NA
+    rel[na] = np.nan
+    test = np.full(len(ids), f"rule (fewer than 2 per-interval samples): |change| > {th.time:.0%}",
+                   dtype=object)  # fmt: skip
+    test[na] = "not timed on one side"
+    return _frame(names, ids, "sec_per_iter", mb, mn, rel, verdict, test)
+
+
+def _status_rows(names, ids, sb, sn) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    verdict = np.where(sb == "ok", REGRESSION, np.where(sn == "ok", IMPROVEMENT, WITHIN))
+    test = "status (a failed cell has no measurements to compare)"
+    return _frame(names, ids, "status", sb, sn, math.nan, verdict.astype(object), test)
+
+
+def _needed(runs: pd.DataFrame) -> pd.DataFrame:
+    """The columns of normalised ``runs`` that matching and the rules read (a 200,000-row
+    table keeps about a tenth of its memory)."""
+    cols = ["cell_id", *config_columns(runs), *_ROW_COLUMNS, "group"]
+    return runs[[c for c in dict.fromkeys(cols) if c in runs.columns]]
+
+
 def compare_results(base: Path, new: Path, thresholds: Thresholds | None = None) -> Comparison:
-    """Compare two results folders cell by cell (see the module docstring for the rules)."""
+    """Compare two results folders cell by cell (see the module docstring for the rules).
+
+    Cells with per-episode accuracies or curves on both sides go through the per-cell rules
+    (t-tests, time to accuracy); the rules of the others are applied to all of them at once
+    with numpy, with the same verdicts (tests/test_compare_scale.py checks it)."""
     th = thresholds or Thresholds()
     rb, rn = ResultsDir(Path(base)), ResultsDir(Path(new))
-    runs_b, runs_n = normalize_runs(rb.runs()), normalize_runs(rn.runs())
+    runs_b = _needed(normalize_runs(rb.runs()))  # one side in memory whole at a time
+    runs_n = _needed(normalize_runs(rn.runs()))
     cur_b, cur_n, eps_b, eps_n = rb.curves(), rn.curves(), rb.episodes(), rn.episodes()
     out = Comparison(Path(base), Path(new), thresholds=th)
     out.matched = match_cells(runs_b, runs_n)
     out.only_base = sorted(set(runs_b["cell_id"]) - {b for b, _, _ in out.matched})
     out.only_new = sorted(set(runs_n["cell_id"]) - {n for _, n, _ in out.matched})
+    if not out.matched:
+        return out
+    bids = [str(b) for b, _, _ in out.matched]
+    nids = [str(n) for _, n, _ in out.matched]
+    pb, pn = _positions(runs_b, bids), _positions(runs_n, nids)
+    names = _names(runs_b, pb)
+    sb, sn = _aligned(runs_b, pb, "status", "str"), _aligned(runs_n, pn, "status", "str")
+    ok = (sb == "ok") & (sn == "ok")
+    ep_b, ep_n = _episodes_by_id(eps_b), _episodes_by_id(eps_n)
+    cu_b, cu_n = _groups_by_id(cur_b), _groups_by_id(cur_n)
+    has_eps = np.array([len(ep_b.get(b, ())) > 1 and len(ep_n.get(n, ())) > 1
+                        for b, n in zip(bids, nids, strict=True)])  # fmt: skip
+    has_cur = np.array([b in cu_b and n in cu_n for b, n in zip(bids, nids, strict=True)])
+    slow = ok & (has_eps | has_cur)  # cells with samples: the per-cell rules
+    fast = ok & ~slow
+
+    def at(mask: np.ndarray, values: Any) -> Any:
+        return [v for v, m in zip(values, mask, strict=True) if m]
+
+    parts = []
+    order = np.arange(len(bids))
+    st = ~ok
+    parts.append((order[st], 0, _status_rows(at(st, names), at(st, bids), sb[st], sn[st])))
+    if fast.any():
+        f_names, f_ids = at(fast, names), at(fast, bids)
+        cols = {c: (_aligned(runs_b, pb[fast], c), _aligned(runs_n, pn[fast], c))
+                for c in ("test_acc", "test_ci95", "peak_mem_mb", "sec_per_iter")}  # fmt: skip
+        acc, ci = cols["test_acc"], cols["test_ci95"]
+        parts.append((order[fast], 0, _fast_accuracy(f_names, f_ids, *acc, *ci)))
+        src = (_aligned(runs_b, pb[fast], "mem_source", "str"),
+               _aligned(runs_n, pn[fast], "mem_source", "str"))  # fmt: skip
+        parts.append((order[fast], 1, _fast_memory(f_names, f_ids, *cols["peak_mem_mb"], *src, th)))
+        parts.append((order[fast], 2, _fast_time(f_names, f_ids, *cols["sec_per_iter"], th)))
+        no = "no curve on one side"
+        parts.append((order[fast], 3, _frame(f_names, f_ids, "time_to_accuracy", None, None,
+                                             math.nan, NA, no)))  # fmt: skip
+    if slow.any():
+        s_b, s_n = at(slow, bids), at(slow, nids)
+        targets = _targets(runs_b, cur_b, th.fraction)
+        rows_b, rows_n = _rows_by_id(runs_b, set(s_b)), _rows_by_id(runs_n, set(s_n))
+        no_eps, no_cur = np.array([]), cur_b.iloc[0:0]
+        changes: list[Change] = []
+        for bid, nid, cell in zip(s_b, s_n, at(slow, names), strict=True):
+            b, n = rows_b[bid], rows_n[nid]
+            eps = (ep_b.get(bid, no_eps), ep_n.get(nid, no_eps))
+            curves = (cu_b.get(bid, no_cur), cu_n.get(nid, no_cur))
+            target = float(targets.get(bid, math.nan))
+            for change in _pair_changes(cell, b, n, eps, curves, target, th):
+                change.cell_id = bid
+                changes.append(change)
+        table = pd.DataFrame(  # object columns: a value that is None stays None
+            {k: pd.Series([getattr(c, k) for c in changes], dtype=object) for k in COLUMNS}
+        )
+        parts.append((np.repeat(order[slow], 4), np.tile(np.arange(4), slow.sum()), table))
+    frames, keys = [], []
+    for cells, metric, frame in parts:
+        if len(frame):
+            frames.append(frame)
+            keys.append(
+                np.c_[np.broadcast_to(cells, len(frame)), np.broadcast_to(metric, len(frame))]
+            )
+    table = pd.concat(frames, ignore_index=True)
+    key = np.concatenate(keys)
+    table = table.iloc[np.lexsort((key[:, 1], key[:, 0]))].reset_index(drop=True)
+    out.table = table.astype({"base": object, "new": object})
+    return out
+
+
+def compare_results_per_cell(
+    base: Path, new: Path, thresholds: Thresholds | None = None
+) -> list[Change]:
+    """The changes by the per-cell rules alone, for every matched cell (the reference the
+    vectorised :func:`compare_results` is tested against; slow on big folders)."""
+    th = thresholds or Thresholds()
+    rb, rn = ResultsDir(Path(base)), ResultsDir(Path(new))
+    runs_b, runs_n = normalize_runs(rb.runs()), normalize_runs(rn.runs())
+    cur_b, cur_n, eps_b, eps_n = rb.curves(), rn.curves(), rb.episodes(), rn.episodes()
     targets = _targets(runs_b, cur_b, th.fraction)
-    rows_b, rows_n = _rows_by_id(runs_b), _rows_by_id(runs_n)
+    rows_b = _rows_by_id(runs_b, set(runs_b["cell_id"].astype(str)))
+    rows_n = _rows_by_id(runs_n, set(runs_n["cell_id"].astype(str)))
     ep_b, ep_n = _episodes_by_id(eps_b), _episodes_by_id(eps_n)
     cu_b, cu_n = _groups_by_id(cur_b), _groups_by_id(cur_n)
     no_eps, no_cur = np.array([]), cur_b.iloc[0:0]
-    for bid, nid, _how in out.matched:
-        b, n = rows_b[bid], rows_n[nid]
-        a_b, a_n = ep_b.get(bid, no_eps), ep_n.get(nid, no_eps)
-        cb, cn = cu_b.get(bid, no_cur), cu_n.get(nid, no_cur)
+    out = []
+    for bid, nid, _how in match_cells(runs_b, runs_n):
+        b, n = rows_b[str(bid)], rows_n[str(nid)]
+        eps = (ep_b.get(bid, no_eps), ep_n.get(nid, no_eps))
+        curves = (cu_b.get(bid, no_cur), cu_n.get(nid, no_cur))
         target = float(targets.get(bid, math.nan))
-        for change in _pair_changes(_cell_name(b), b, n, (a_b, a_n), (cb, cn), target, th):
+        for change in _pair_changes(_cell_name(b), b, n, eps, curves, target, th):
             change.cell_id = bid
-            out.changes.append(change)
+            out.append(change)
     return out
