@@ -38,26 +38,13 @@ class Params(BaseModel):
 
 
 # A parameter added after suites were written: at its default it is left out of the cell id
-# (:func:`identity`), so every cell written before it keeps its id and resumes.
+# (``memcomp.config.cells.identity``), so every cell written before it keeps its id and resumes.
 ADDED_LATER = "added_later"
 
 
 def added_later(default: Any, **kw: Any) -> Any:
     """``Field(default, **kw)`` marked :data:`ADDED_LATER`."""
     return Field(default, json_schema_extra={ADDED_LATER: True}, **kw)
-
-
-def identity(model: BaseModel | Any) -> dict[str, Any]:
-    """A component's parameters as its cell id hashes them: every field, except those marked
-    :data:`ADDED_LATER` while they hold their default."""
-    values = dict(model)
-    if not isinstance(model, BaseModel):
-        return values
-    for name, info in type(model).model_fields.items():
-        extra = info.json_schema_extra
-        if isinstance(extra, dict) and extra.get(ADDED_LATER) and values[name] == info.default:
-            del values[name]
-    return values
 
 
 @dataclass(frozen=True)

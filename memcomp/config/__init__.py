@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from memcomp.config.cells import Cell, Component, from_json, label, to_json
 from memcomp.config.components import params_of, spec_union
-from memcomp.config.expand import MAX_LEARNER_CELLS, describe_cells, filter_cells
+from memcomp.config.expand import MAX_CELLS, MAX_LEARNER_CELLS, describe_cells, filter_cells
 from memcomp.config.problems import (
     ConfigError,
     Loc,
@@ -29,7 +29,7 @@ from memcomp.config.problems import (
 from memcomp.config.settings import MAX_STEPS, MAX_TASKS, Setting, Strict, TestConfig, TrainConfig
 from memcomp.config.source import Source, line_of, parse_yaml, read_yaml
 from memcomp.config.spec import suite_json_schema
-from memcomp.config.suite import MAX_CELLS, Suite, SuitePart, expand, load_suite, suite_from_dict
+from memcomp.config.suite import Suite, SuitePart, expand, load_suite, suite_from_dict
 
 __all__ = [
     "MAX_CELLS",

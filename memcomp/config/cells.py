@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from pydantic import BaseModel
+
 from memcomp.config.registries import KINDS
 from memcomp.config.settings import Setting, TestConfig, TrainConfig, train_identity
-from memcomp.registry import Params, identity
+from memcomp.registry import ADDED_LATER, Params
 
 Loc = tuple[str | int, ...]
 
@@ -31,6 +33,19 @@ def label(name: str, params: Mapping[str, Any] | None = None, skip: tuple[str, .
     items = sorted((k, v) for k, v in (params or {}).items() if k not in skip)
     inner = ",".join(f"{k}={v}" for k, v in items)
     return f"{name}({inner})" if inner else name
+
+
+def identity(model: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
+    """A component's parameters as its cell id hashes them: every field, except those marked
+    :data:`ADDED_LATER` while they hold their default."""
+    values = dict(model)
+    if not isinstance(model, BaseModel):
+        return values
+    for name, info in type(model).model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get(ADDED_LATER) and values[name] == info.default:
+            del values[name]
+    return values
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from memcomp.config.components import LearnerEntry
     from memcomp.config.suite import SuitePart
 
+MAX_CELLS = 100_000  # a suite expanding to more is refused before any cell is built
 MAX_LEARNER_CELLS = 10_000
 MAX_COMBINATION_PROBLEMS = 3  # failing combinations reported per learner entry (then a count)
 
@@ -40,6 +41,31 @@ class LearnerCell:
 
 
 Block = tuple["SuitePart", list[list[LearnerCell]]]
+
+
+def suite_cells(
+    name: str, parts: Sequence[SuitePart], multipart: bool, out: list[tuple[Loc, str]]
+) -> list[Cell]:
+    """The cells of a validated suite named ``name``, in order; its problems (too many cells, a
+    learner combination its model or ``train.compile`` refuses, a repeated cell) are appended to
+    ``out`` instead (then no cells). The count comes first: nothing is built for a suite over
+    :data:`MAX_CELLS`."""
+    total, biggest = count_cells(parts, out)
+    if not out and total > MAX_CELLS:
+        loc: Loc = ("parts", biggest) if multipart else ("learners",)
+        msg = f"the suite expands to {total:,} cells (at most {MAX_CELLS:,})"
+        out.append((loc, msg + ": use fewer list values or seeds, or split it into several suites"))
+    if out:
+        return []
+    blocks: list[Block] = [
+        (p, [learner_cells(e, p, (*p.loc("learners"), i), out) for i, e in enumerate(p.learners)])
+        for p in parts
+    ]
+    if out:
+        return []
+    cells = list(product(name, blocks))
+    out.extend(duplicates(cells, blocks))
+    return [] if out else [c for c, _ in cells]
 
 
 def count_cells(parts: Sequence[SuitePart], out: list[tuple[Loc, str]]) -> tuple[int, int]:

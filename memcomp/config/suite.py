@@ -27,14 +27,12 @@ from memcomp.config.budgets import source_key_problems
 from memcomp.config.cells import Cell, Component
 from memcomp.config.components import LearnerEntry, component_of, learner_entry
 from memcomp.config.executors import ExecutorOptions
-from memcomp.config.expand import Block, count_cells, duplicates, learner_cells, product
+from memcomp.config.expand import suite_cells
 from memcomp.config.problems import ConfigError, Loc, Problem, short, validate
 from memcomp.config.settings import Setting, TestConfig, TrainConfig, merged
 from memcomp.config.source import LineMap, Source, line_of, read_yaml
 from memcomp.config.spec import AXES, suite_models
 from memcomp.errors import InputError
-
-MAX_CELLS = 100_000  # a suite expanding to more is refused before any cell is built
 
 
 @dataclass(frozen=True)
@@ -175,24 +173,10 @@ def _build(src: Source) -> Suite:
         parts = [_part(top, p, i, raw_parts[i]) for i, p in enumerate(top.parts)]
     else:
         parts = [_part(top, None, None, {})]
-    total, biggest = count_cells(parts, out)
-    if not out and total > MAX_CELLS:
-        loc: Loc = ("parts", biggest) if top.parts else ("learners",)
-        msg = f"the suite expands to {total:,} cells (at most {MAX_CELLS:,})"
-        out.append((loc, msg + ": use fewer list values or seeds, or split it into several suites"))
+    cells = suite_cells(top.name, parts, bool(top.parts), out)
     if out:
         raise ConfigError(src.problems(out))
-    blocks: list[Block] = [
-        (p, [learner_cells(e, p, (*p.loc("learners"), i), out) for i, e in enumerate(p.learners)])
-        for p in parts
-    ]
-    if out:
-        raise ConfigError(src.problems(out))
-    cells = list(product(top.name, blocks))
-    out.extend(duplicates(cells, blocks))
-    if out:
-        raise ConfigError(src.problems(out))
-    return _suite(top, parts, src, [c for c, _ in cells])
+    return _suite(top, parts, src, cells)
 
 
 def _load_plugins(modules: Any, out: list[tuple[Loc, str]]) -> None:
