@@ -24,9 +24,29 @@ float32 implementations differ that much too). The row's ``peer_check`` is ``ok`
 ``error``; not timed); ``peer_err_float64`` and ``peer_err_run`` (the same comparison in the run's
 dtype, for information) hold the relative errors.
 
+``--compile none inductor graphs`` times every learner and execution mode once per
+``train.compile`` mode (column ``compile``), through memcomp's own ``apply_compile`` and
+``compile_skip_reason`` (memcomp/engine/compiling.py). A learner that does not take a mode is a
+row with status ``refused`` and memcomp's message in ``error`` (only ``mrml`` takes them today);
+``graphs`` off CUDA is ``skipped`` with the reason. Before a compiled row is timed, its
+meta-gradient is compared with the eager learner's on the same weights and tasks in the run's
+dtype: ``compile_err`` (relative error), status ``mismatch`` above ``--compile-tol`` (1e-4,
+float32; still timed). ``vs_floor`` stays learner / floor. On the CPU the memory column of a
+compiled row is the eager estimate (the estimate is a dispatch mode, under which compiled
+functions run eagerly); its time is the compiled code's.
+
+``--opcount`` profiles one more step of each row (``torch.profiler``, CPU and, on a GPU, CUDA
+activity; see :func:`count_ops`): ``ops_per_iter`` (ATen ops called at top level, not inside
+another ATen op), ``ops_vs_floor`` (that / the floor's), ``compiled_kernels`` (inductor's
+generated C++ or Triton kernels) and, on CUDA only, ``cuda_kernels`` (kernels the GPU ran) and
+``cuda_launches`` (host launch calls; one per CUDA-graph replay). These tell launch-bound
+learners from compute-bound ones on any machine: a GPU's time per meta-iteration at small
+shapes follows the launches, not the arithmetic.
+
     python benchmarks/speed.py --device cuda --out speed.csv
     python benchmarks/speed.py --quick             # tiny sizes on the CPU, a few seconds
     python benchmarks/speed.py --shapes cifar --learners maml --meta-batch 4 --inner-steps 5 --peers
+    python benchmarks/speed.py --quick --compile none inductor --opcount --learners mrml maml anil
 """
 
 from __future__ import annotations
@@ -39,6 +59,7 @@ import math
 import sys
 import traceback
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -47,6 +68,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from memcomp.backbones import build_backbone
+from memcomp.engine.compiling import apply_compile, compile_skip_reason
+from memcomp.errors import InputError
 from memcomp.learners import Learner, build_learner
 from memcomp.measure.timing import StepTimer
 from memcomp.numerics.flat import flatten
@@ -55,6 +78,11 @@ from memcomp.types import Task
 MODES = ("sequential", "batched")
 CHECK_TASKS = 2  # tasks of a peer's float64 meta-gradient check (correctness, not scale)
 PEER_TOL = 1e-6  # relative error allowed between a peer and memcomp in float64
+COMPILES = ("none", "inductor", "graphs")  # train.compile modes (memcomp/engine/compiling.py)
+COMPILE_TOL = 1e-4  # relative error allowed between compiled and eager meta-gradients (float32)
+# host calls that launch GPU work (kernels, or a whole captured CUDA graph: one call)
+LAUNCH_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx",
+                "cudaLaunchCooperativeKernel", "cudaGraphLaunch", "cuGraphLaunch")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -90,6 +118,9 @@ class Config:
     learners: list[str] = field(default_factory=list)
     modes: tuple[str, ...] = MODES
     peer_tol: float = PEER_TOL
+    compiles: tuple[str, ...] = ("none",)
+    compile_tol: float = COMPILE_TOL
+    opcount: bool = False
 
 
 # label -> (registry name, extra params); K and N are filled in from the config.
@@ -206,18 +237,73 @@ def free_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+class NotRun(Exception):
+    """A cell that is a row without a time: ``status`` ``refused`` (the learner does not take
+    the compile mode) or ``skipped`` (the device cannot run it), the message its ``error``."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def compiled_learner(
+    name: str, params: dict, compile_mode: str, shape: Shape, cfg: Config, device: torch.device
+) -> Learner:
+    """The learner, handed ``compile_mode``'s wrapper by memcomp's own ``apply_compile`` (its
+    refusal is :class:`NotRun` ``refused``; ``graphs`` off CUDA :class:`NotRun` ``skipped``)."""
+    learner = make_learner(name, params, shape, cfg, device)
+    try:
+        apply_compile(learner, name, compile_mode)
+    except InputError as err:
+        raise NotRun("refused", " ".join(str(err).split())) from None
+    reason = compile_skip_reason(compile_mode, device)
+    if reason:
+        raise NotRun("skipped", reason)
+    return learner
+
+
+def meta_grad(learner: Learner, tasks: list[Task]) -> torch.Tensor:
+    learner.zero_grad(set_to_none=True)
+    learner.meta_backward(tasks)
+    grad = _flat_grad(learner.meta_parameters()).clone()
+    learner.zero_grad(set_to_none=True)
+    return grad
+
+
+def compile_error(
+    compiled: Learner, name: str, params: dict, shape: Shape, cfg: Config, device, tasks
+) -> float:
+    """``|g_compiled - g_eager| / |g_eager|``: meta-gradients of one meta-iteration on the timed
+    tasks, in the run's dtype, from freshly built learners (same seeds: the same weights). The
+    compiled one is then timed, so its compilation or capture happens here, not in the timing."""
+    eager = make_learner(name, params, shape, cfg, device)
+    ref = meta_grad(eager, tasks)
+    del eager
+    got = meta_grad(compiled, tasks)
+    return float((got - ref).norm() / ref.norm())
+
+
 def run_shape(shape: Shape, cfg: Config, device: torch.device, peers: bool) -> list[dict]:
     tasks = make_tasks(cfg, shape, device)
     rows: list[dict] = []
 
-    def record(label: str, mode: str, build: Callable[[], tuple], **extra: object) -> None:
-        """Time ``build()``'s step into a row; a failure is the row's status, never the end."""
-        row = {"shape": shape.name, "learner": label, "mode": mode, "device": str(device)}
+    def record(
+        label: str, mode: str, build: Callable[[dict], tuple], compile_mode: str = "none",
+        **extra: object,
+    ) -> None:  # fmt: skip
+        """Time ``build(row)``'s step into a row; a failure is the row's status, never the end
+        (``build`` may add fields to the row, e.g. ``compile_err``)."""
+        row = {"shape": shape.name, "learner": label, "mode": mode, "compile": compile_mode,
+               "device": str(device)}  # fmt: skip
         row.update(extra)
         try:
-            step, resident = build()
+            step, resident = build(row)
             row["seconds"], row["peak_mb"] = measure(step, cfg, device, resident)
+            if cfg.opcount:
+                row.update(count_ops(step, device))
             row.setdefault("status", "ok")
+        except NotRun as err:  # a refused or skipped compile mode: a row, no traceback
+            row.update(seconds=math.nan, peak_mb=math.nan, status=err.status, error=str(err))
         except Exception as err:  # noqa: BLE001 - an OOM, a missing peer, a bug: one row each
             oom = is_oom(err)
             if not oom:
@@ -227,34 +313,116 @@ def run_shape(shape: Shape, cfg: Config, device: torch.device, peers: bool) -> l
         finally:
             free_memory(device)
         rows.append(row)
-        print(f"  {label:14s} {mode:10s} {fmt_row(row)}", flush=True)
+        print(f"  {label:14s} {mode:10s} {compile_mode:8s} {fmt_row(row)}", flush=True)
+
+    def build_learner_step(name: str, params: dict, compile_mode: str):
+        def build(row: dict) -> tuple:
+            if compile_mode == "none":
+                return learner_step(make_learner(name, params, shape, cfg, device), tasks)
+            learner = compiled_learner(name, params, compile_mode, shape, cfg, device)
+            err = compile_error(learner, name, params, shape, cfg, device, tasks)
+            row["compile_err"] = err
+            if not err <= cfg.compile_tol:  # NaN is a mismatch
+                row["status"] = "mismatch"  # still timed
+            return learner_step(learner, tasks)
+
+        return build
 
     print(f"{shape.name}: {shape.image}, conv4-{shape.hidden}, {len(tasks)} tasks", flush=True)
-    record("floor", "-", lambda: floor_step(shape, cfg, tasks, device))
+    record("floor", "-", lambda row: floor_step(shape, cfg, tasks, device))
     for label in cfg.learners:
         name, extra = LEARNER_SPECS[label]
         for mode in cfg.modes:
             params = learner_params(name, extra, cfg, mode)
-            record(
-                label,
-                mode,
-                lambda n=name, p=params: learner_step(
-                    make_learner(n, p, shape, cfg, device), tasks
-                ),
-            )
+            for compile_mode in cfg.compiles:
+                record(label, mode, build_learner_step(name, params, compile_mode), compile_mode)
     if peers:
         for peer in load_peers().values():
             check = check_peer(peer, shape, cfg, device)
             if check["status"] == "error":
                 rows.append({"shape": shape.name, "learner": peer.name, "mode": "peer",
-                             "device": str(device), "seconds": math.nan, "peak_mb": math.nan,
-                             **check})  # fmt: skip
+                             "compile": "none", "device": str(device), "seconds": math.nan,
+                             "peak_mb": math.nan, **check})  # fmt: skip
                 print(f"  {peer.name:14s} {'peer':10s} {check['peer_check']}", flush=True)
                 continue
-            record(peer.name, "peer", lambda p=peer: peer_step(p, shape, cfg, device, tasks),
+            record(peer.name, "peer", lambda row, p=peer: peer_step(p, shape, cfg, device, tasks),
                    **check)  # fmt: skip
     add_ratios(rows)
     return rows
+
+
+# --- op counts -------------------------------------------------------------------------------
+
+
+def _is_top_aten(event) -> bool:
+    """An ``aten::`` event no ancestor of which is an ``aten::`` event."""
+    if not event.name.startswith("aten::"):
+        return False
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return False
+        parent = parent.cpu_parent
+    return True
+
+
+def _is_compiled_kernel(name: str) -> bool:
+    return "cpp_fused" in name or name.startswith("triton_")
+
+
+def classify_events(events) -> dict:
+    """The op counts of one profiled step's events (``torch.profiler``'s ``FunctionEvent``s:
+    ``name``, ``device_type``, ``activity_type``, ``cpu_parent``); see :func:`count_ops`."""
+    from torch.autograd import DeviceType
+
+    host = [e for e in events if e.device_type == DeviceType.CPU]
+    device = [e for e in events if e.device_type == DeviceType.CUDA]
+    return {
+        "ops_per_iter": sum(_is_top_aten(e) for e in host),
+        "compiled_kernels": sum(_is_compiled_kernel(e.name) for e in host),
+        "cuda_kernels": sum(e.activity_type == "kernel" for e in device),
+        "cuda_launches": sum(e.name in LAUNCH_CALLS for e in host),
+    }
+
+
+def count_ops(step: Callable[[], object], device: torch.device) -> dict:
+    """What one more meta-iteration ``step`` (after the warm-up and the timed steps) dispatches,
+    counted with ``torch.profiler`` (CPU activity, and CUDA on a GPU):
+
+    * ``ops_per_iter``: profiler events named ``aten::*`` that are not inside another
+      ``aten::*`` event: every ATen op the step's Python code, the autograd engine (backward
+      nodes), the optimizer and compiled graphs called, without the ops those ops call
+      internally (``aten::linear`` counts, its ``aten::addmm`` not). Library calls that a
+      compiled graph makes (``aten::bmm`` in inductor's CPU code for ``mrml``) are ATen ops and
+      count; its generated kernels are not ATen ops and do not.
+    * ``compiled_kernels``: host events of inductor's generated kernels: ``*cpp_fused*`` (C++
+      on the CPU; visible only because :func:`main` sets inductor's
+      ``cpp.enable_kernel_profile`` with ``--opcount``, before anything is compiled) and
+      ``triton_*`` (the launches of its Triton kernels on a GPU). Other events a compiled call
+      emits (``Torch-Compiled Region: i/j``, ``## Call CompiledFxGraph ... ##``, ``TorchDynamo
+      Cache Lookup``) are not counted. A CUDA-graph replay has none.
+    * ``cuda_kernels`` (CUDA only, else empty): kernels the GPU ran (CUPTI ``kernel``
+      activities; memory copies and sets not counted); ``cuda_launches``: host calls that launch
+      them (``cudaLaunchKernel``, ``cuLaunchKernel``, ``cudaGraphLaunch`` ...: one per
+      replayed CUDA graph, whatever its kernels).
+
+    torch.profiler is not a Python dispatch mode, so compiled code runs compiled under it
+    (``traced_eagerly`` in memcomp/engine/compiling.py runs the eager functions only under such
+    a mode, as the CPU memory estimate is): the compiled regions and kernels above appear."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+        torch.cuda.synchronize(device)
+    with profile(activities=activities) as prof:
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    counts = classify_events(prof.events())
+    if device.type != "cuda":
+        counts["cuda_kernels"] = counts["cuda_launches"] = ""
+    return counts
 
 
 # --- peers -----------------------------------------------------------------------------------
@@ -342,30 +510,62 @@ def peer_step(peer, shape: Shape, cfg: Config, device: torch.device, tasks: list
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """``vs_floor`` = seconds / floor seconds; ``batched_speedup`` = sequential / batched."""
-    floor = next(r["seconds"] for r in rows if r["learner"] == "floor")
-    seq = {r["learner"]: r["seconds"] for r in rows if r["mode"] == "sequential"}
+    """``vs_floor`` = seconds / floor seconds; ``batched_speedup`` = sequential / batched (same
+    learner, same compile mode); with op counts, ``ops_vs_floor`` = ops_per_iter / the floor's."""
+    floor_row = next(r for r in rows if r["learner"] == "floor")
+    floor = floor_row["seconds"]
+    floor_ops = floor_row.get("ops_per_iter")
+    seq = {(r["learner"], r["compile"]): r["seconds"] for r in rows if r["mode"] == "sequential"}
     for r in rows:
         r["vs_floor"] = r["seconds"] / floor if floor > 0 else math.nan  # NaN: it failed
+        key = (r["learner"], r["compile"])
         r["batched_speedup"] = (
-            seq.get(r["learner"], math.nan) / r["seconds"] if r["mode"] == "batched" else math.nan
+            seq.get(key, math.nan) / r["seconds"] if r["mode"] == "batched" else math.nan
         )
+        if "ops_per_iter" in r:
+            r["ops_vs_floor"] = r["ops_per_iter"] / floor_ops if floor_ops else math.nan
+
+
+def _num(x: object) -> float:
+    return x if isinstance(x, (int, float)) else math.nan
+
+
+def _status(row: dict) -> str:
+    status = row.get("status", "?")
+    if "peer_check" in row:
+        status += f" (peer_check {row['peer_check']})"
+    if "compile_err" in row:
+        status += f" (compile_err {row['compile_err']:.1e})"
+    return status
 
 
 def fmt_row(row: dict) -> str:
-    check = f"  peer_check {row['peer_check']}" if "peer_check" in row else ""
     if row.get("status") not in ("ok", "mismatch"):
+        check = f"  peer_check {row['peer_check']}" if "peer_check" in row else ""
         return f"{row.get('status', '?')}: {row.get('error', '')}{check}"
     mem = "" if row["peak_mb"] is None else f"{row['peak_mb']:9.1f} MB"
-    return f"{1000 * row['seconds']:10.2f} ms {mem}{check}"
+    ops = ""
+    if "ops_per_iter" in row:
+        ops = f"  {row['ops_per_iter']} ops, {row['compiled_kernels']} compiled kernels"
+        if row.get("cuda_kernels") != "":
+            ops += f", {row['cuda_kernels']} CUDA kernels / {row['cuda_launches']} launches"
+    status = _status(row).removeprefix(row["status"])
+    return f"{1000 * row['seconds']:10.2f} ms {mem}{ops}{status}"
 
 
 def print_table(rows: list[dict]) -> None:
-    print()
-    print(
-        f"{'shape':13s} {'learner':14s} {'mode':10s} {'ms/iter':>10s} {'peak MB':>9s} "
-        f"{'x floor':>8s} {'seq/bat':>8s}  status"
+    ops = any("ops_per_iter" in r for r in rows)
+    cuda = any(r.get("cuda_kernels") not in (None, "") for r in rows)
+    head = (
+        f"{'shape':13s} {'learner':14s} {'mode':10s} {'compile':8s} {'ms/iter':>10s} "
+        f"{'peak MB':>9s} {'x floor':>8s} {'seq/bat':>8s}"
     )
+    if ops:
+        head += f" {'ops/iter':>8s} {'x fl ops':>8s} {'compiled':>8s}"
+    if cuda:
+        head += f" {'cuda krn':>8s} {'launches':>8s}"
+    print()
+    print(head + "  status")
     for r in rows:
         peak = r.get("peak_mb")
         peak_s = (
@@ -374,20 +574,31 @@ def print_table(rows: list[dict]) -> None:
             else (f"{peak:.1f}")
         )
         speed = "" if math.isnan(r["batched_speedup"]) else f"{r['batched_speedup']:.2f}"
-        status = r["status"] + (f" (peer_check {r['peer_check']})" if "peer_check" in r else "")
-        print(
-            f"{r['shape']:13s} {r['learner']:14s} {r['mode']:10s} {1000 * r['seconds']:10.2f} "
-            f"{peak_s:>9s} {r['vs_floor']:8.2f} {speed:>8s}  {status}"
+        line = (
+            f"{r['shape']:13s} {r['learner']:14s} {r['mode']:10s} {r['compile']:8s} "
+            f"{1000 * r['seconds']:10.2f} {peak_s:>9s} {r['vs_floor']:8.2f} {speed:>8s}"
         )
+        if ops:
+            ratio = _num(r.get("ops_vs_floor"))
+            ratio_s = "-" if math.isnan(ratio) else f"{ratio:.2f}"
+            line += (
+                f" {r.get('ops_per_iter', '-'):>8} {ratio_s:>8} {r.get('compiled_kernels', '-'):>8}"
+            )
+        if cuda:
+            line += f" {r.get('cuda_kernels', '-'):>8} {r.get('cuda_launches', '-'):>8}"
+        print(f"{line}  {_status(r)}")
 
 
 def write_csv(rows: list[dict], path: Path, cfg: Config) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    extra = {k: v for k, v in asdict(cfg).items() if k not in ("learners", "memory", "modes")}
+    skip = ("learners", "memory", "modes", "compiles", "opcount")
+    extra = {k: v for k, v in asdict(cfg).items() if k not in skip}
     extra["dtype"] = str(cfg.dtype).removeprefix("torch.")
     fields = [
-        "shape", "learner", "mode", "device", "status", "seconds", "peak_mb", "vs_floor",
-        "batched_speedup", "error", "peer_check", "peer_err_float64", "peer_err_run", *extra,
+        "shape", "learner", "mode", "compile", "device", "status", "seconds", "peak_mb",
+        "vs_floor", "batched_speedup", "ops_per_iter", "ops_vs_floor", "compiled_kernels",
+        "cuda_kernels", "cuda_launches", "error", "compile_err", "peer_check", "peer_err_float64",
+        "peer_err_run", *extra,
     ]  # fmt: skip
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, restval="")
@@ -414,9 +625,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--peers", action="store_true", help="add peer implementations (peers.py)")
     ap.add_argument("--peer-tol", type=float, default=PEER_TOL,
                     help="float64 relative error allowed between a peer and memcomp")  # fmt: skip
+    ap.add_argument("--compile", nargs="+", default=["none"], choices=COMPILES, dest="compiles",
+                    help="train.compile modes timed per learner and execution mode")  # fmt: skip
+    ap.add_argument("--compile-tol", type=float, default=COMPILE_TOL,
+                    help="relative error allowed, compiled vs eager meta-gradient")  # fmt: skip
+    ap.add_argument("--opcount", action="store_true",
+                    help="count ATen ops and kernels of one more step (profiler)")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="tiny CPU-friendly sizes (CI)")
     ap.add_argument("--out", type=Path, default=Path("speed.csv"))
     return ap.parse_args(argv)
+
+
+@contextmanager
+def kernel_profile(on: bool):
+    """With ``on``, inductor's C++ kernels are compiled with a profiler record each
+    (``cpp.enable_kernel_profile``; restored after), so that ``compiled_kernels`` sees them on
+    the CPU (Triton kernels' launches are recorded anyway)."""
+    if not on:
+        yield
+        return
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch({"cpp.enable_kernel_profile": True}):
+        yield
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -436,6 +667,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         learners=list(args.learners),
         modes=tuple(args.modes),
         peer_tol=args.peer_tol,
+        compiles=tuple(dict.fromkeys(args.compiles)),
+        compile_tol=args.compile_tol,
+        opcount=args.opcount,
     )
     shapes = [SHAPES[s] for s in args.shapes]
     if args.quick:
@@ -444,8 +678,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         shapes = [QUICK_SHAPE]
     print(f"device {device}; {cfg}", flush=True)
     rows: list[dict] = []
-    for shape in shapes:
-        rows += run_shape(shape, cfg, device, args.peers)
+    with kernel_profile(cfg.opcount and "inductor" in cfg.compiles):
+        for shape in shapes:
+            rows += run_shape(shape, cfg, device, args.peers)
     print_table(rows)
     write_csv(rows, args.out, cfg)
     print(f"wrote {args.out}")
