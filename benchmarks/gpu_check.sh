@@ -17,6 +17,11 @@
 #   speed         50  speed.py, both shapes, B=32, K=N=20, batched: floor ratios
 #   speed_maml    35  speed.py, CIFAR shape, maml sequential vs batched (1 timed step, no memory)
 #   peers         50  speed.py --peers, CIFAR shape, B=4, K=5 and K=20 (float64 check first)
+#   speed_compile 75  speed.py, CIFAR shape, mrml and anil batched, --compile none graphs inductor
+#                     --opcount (meta-gradient checked against eager first; ATen ops, inductor
+#                     kernels, CUDA kernels and launches per meta-iteration; anil is refused)
+# speed_compile (issue 18) is not in the 420 s: it runs last, on what the others leave of TOTAL
+# (at most 75 s; none if they all use their whole limit: steps.tsv then says no-time).
 #
 # Results: everything under a work folder (GPU_CHECK_WORK, default a fresh temporary one); after
 # every step OUT_DIR/gpu-check.tar.gz holds all of it (the dataset cache left out), so a run
@@ -143,6 +148,16 @@ else
   step peers 50 bash -c "for k in 5 20; do \"$PY\" benchmarks/speed.py --device $DEV \
     --shapes cifar --learners maml --modes sequential --meta-batch 4 --inner-steps \$k \
     --iters 2 --warmup 1 --no-memory --peers --out \"$WORK/peers-K\$k.csv\" || exit; done"
+fi
+# compile modes and op counts (issue 18), last: on what is left of TOTAL (at most 75 s). A
+# refused (anil), skipped (graphs off CUDA) or failing row is a row; a timeout or crash of the
+# step only marks it in steps.tsv, and the summary below still runs
+if [ "$QUICK" = "--quick" ]; then
+  step speed_compile 75 "${SPEED[@]}" --quick --learners mrml anil --modes batched \
+    --compile none graphs inductor --opcount --no-memory --out "$WORK/speed-compile.csv"
+else
+  step speed_compile 75 "${SPEED[@]}" --shapes cifar --learners mrml anil --modes batched \
+    --compile none graphs inductor --opcount --iters 5 --warmup 2 --out "$WORK/speed-compile.csv"
 fi
 
 echo "all steps: $((SECONDS - T0))s (start-up $((T0 - START))s)"

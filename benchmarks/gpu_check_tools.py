@@ -122,18 +122,33 @@ def speed_table(work: Path) -> list[str]:
     out = []
     for name in sorted(glob.glob(str(work / "speed*.csv")) + glob.glob(str(work / "peers*.csv"))):
         rows = _rows(name)
-        out.append(f"{Path(name).name}: ms/iter, x floor, seq/batched, status")
+        ops = any(r.get("ops_per_iter") for r in rows)
+        head = "ms/iter, x floor, seq/batched"
+        head += ", ATen ops (x floor), compiled kernels, CUDA kernels/launches" if ops else ""
+        out.append(f"{Path(name).name}: {head}, status")
         for r in rows:
             check = f" peer_check {r['peer_check']}" if r.get("peer_check") else ""
             err = ""
             if r.get("peer_err_run"):
                 e64, run = _num(r["peer_err_float64"]), _num(r["peer_err_run"])
                 err = f" (err64 {e64:.1e}, run dtype {run:.2e})"
+            if r.get("compile_err"):
+                err += (f" (compile_err {_num(r['compile_err']):.1e}, noise "
+                        f"{_num(r.get('compile_noise')):.1e})")  # fmt: skip
+            if r.get("status") in ("refused", "skipped", "error"):
+                err += f" {r.get('error', '')[:70]}"
             speed = _num(r.get("batched_speedup"))
+            speed_s = "" if math.isnan(speed) else f"{speed:.1f}"
+            counts = ""
+            if ops and r.get("ops_per_iter"):
+                cuda = f" {r['cuda_kernels']}/{r['cuda_launches']}" if r.get("cuda_kernels") else ""
+                counts = (f" {r['ops_per_iter']:>5} ({_num(r['ops_vs_floor']):.1f}x) "
+                          f"{r['compiled_kernels']:>4}{cuda}")  # fmt: skip
             out.append(
                 f"  {r['shape']:<12} {r['learner']:<13} {r['mode']:<10} "
-                f"{1000 * _num(r['seconds']):9.1f} {_num(r['vs_floor']):6.2f} "
-                f"{'' if math.isnan(speed) else f'{speed:.1f}':>5} {r['status']}{check}{err}"
+                + (f"{r['compile']:<8} " if r.get("compile") else "")
+                + f"{1000 * _num(r['seconds']):9.1f} {_num(r['vs_floor']):6.2f} "
+                f"{speed_s:>5}{counts} {r['status']}{check}{err}"
             )
     return out or ["speed: no tables"]
 

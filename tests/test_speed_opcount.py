@@ -183,3 +183,34 @@ def test_inductor_mrml_equals_eager_and_runs_compiled_under_the_profiler(speed, 
     with out.open() as fh:
         table = {(r["learner"], r["compile"]): r for r in csv.DictReader(fh)}
     assert float(table["mrml", "inductor"]["compile_err"]) == pytest.approx(compiled["compile_err"])
+
+
+@pytest.mark.parametrize(("scale", "status"), [(1.0, "ok"), (1.02, "mismatch")])
+def test_a_wrong_compiled_meta_gradient_is_a_mismatch_and_still_timed(
+    speed, monkeypatch, tmp_path, scale, status
+):
+    """A planted "compile" that scales the head steps' result by 2% (the identity: ok)."""
+
+    def planted(learner, name, mode, backend="inductor"):
+        def wrap(fn):
+            if fn.__name__ != "_head_steps":
+                return fn  # the solve as it is
+
+            def run(*args):
+                w, b = fn(*args)
+                return w * scale, b
+
+            return run
+
+        learner.compile_with(wrap)
+
+    monkeypatch.setattr(speed, "apply_compile", planted)
+    argv = ["--quick", "--learners", "mrml", "--modes", "batched", "--compile", "inductor",
+            "--no-memory", "--out", str(tmp_path / "s.csv")]  # fmt: skip
+    row = by_key(speed.main(argv))["mrml", "batched", "inductor"]
+    assert row["status"] == status and row["seconds"] > 0  # timed either way
+    assert 0 < row["compile_noise"] < 1e-4  # float32 rounding at the quick size
+    if status == "ok":
+        assert row["compile_err"] == 0.0  # the same ops in the same order
+    else:
+        assert row["compile_err"] > max(1e-4, 10 * row["compile_noise"])

@@ -48,3 +48,21 @@ def test_quick_benchmark_on_the_gpu(cuda, speed, tmp_path):
         assert "higher" in peer["peer_check"]  # the bench extra is not installed
     else:
         assert peer["peer_check"] == "ok" and peer["seconds"] > 0
+
+
+def test_op_counts_and_a_cuda_graph_row_on_the_gpu(cuda, speed, tmp_path):
+    """--opcount on CUDA (issue 18): CUDA kernels and host launches are counted, and mrml with
+    compile: graphs (head steps and solve replayed) equals eager and launches less from the host."""
+    rows = speed.main(["--quick", "--device", "cuda", "--learners", "mrml", "--modes", "batched",
+                       "--compile", "none", "graphs", "--opcount", "--no-memory",
+                       "--out", str(tmp_path / "speed.csv")])  # fmt: skip
+    by = {(r["learner"], r["compile"]): r for r in rows}
+    eager, graphs = by[("mrml", "none")], by[("mrml", "graphs")]
+    assert graphs["status"] == "ok" and graphs["seconds"] > 0, graphs
+    assert graphs["compile_err"] <= max(1e-4, 10 * graphs["compile_noise"])
+    for r in (by[("floor", "none")], eager, graphs):
+        assert isinstance(r["cuda_kernels"], int) and r["cuda_kernels"] > 0, r
+        assert isinstance(r["cuda_launches"], int) and r["cuda_launches"] > 0, r
+    assert graphs["cuda_launches"] < eager["cuda_launches"]  # one graph launch per replay
+    assert graphs["ops_per_iter"] < eager["ops_per_iter"]  # a replay dispatches only copies
+    assert eager["compiled_kernels"] == graphs["compiled_kernels"] == 0  # nothing generated
