@@ -279,6 +279,11 @@ def meta_grad(learner: Learner, tasks: list[Task]) -> torch.Tensor:
     return grad
 
 
+def relative_error(got: torch.Tensor, ref: torch.Tensor) -> float:
+    """``|got - ref| / |ref|`` (NaN or inf where ``ref`` is zero or not finite)."""
+    return float((got - ref).norm() / ref.norm())
+
+
 def perturbed(tasks: list[Task], seed: int) -> list[Task]:
     """``tasks`` with every image multiplied by ``1 + eps * randn`` (``eps``: the dtype's
     machine epsilon): the same computation with other rounding."""
@@ -306,9 +311,8 @@ def compile_error(
     noise = 0.0
     for seed in range(NOISE_DRAWS):
         moved = meta_grad(make_learner(name, params, shape, cfg, device), perturbed(tasks, seed))
-        noise = max(noise, float((moved - ref).norm() / ref.norm()))
-    got = meta_grad(compiled, tasks)
-    return float((got - ref).norm() / ref.norm()), noise
+        noise = max(noise, relative_error(moved, ref))
+    return relative_error(meta_grad(compiled, tasks), ref), noise
 
 
 def run_shape(shape: Shape, cfg: Config, device: torch.device, peers: bool) -> list[dict]:
@@ -483,14 +487,9 @@ def peer_error(peer, shape: Shape, cfg: Config, device: torch.device) -> float:
     ``cfg.meta_batch`` tasks in ``cfg.dtype`` (same weights, same tasks)."""
     tasks = make_tasks(cfg, shape, device, seed=1)
     learner = peer_learner(peer, shape, cfg, device)
-    meta = learner.meta_parameters()
-    learner.zero_grad(set_to_none=True)
-    learner.meta_backward(tasks)
-    ours = _flat_grad(meta)
-    learner.zero_grad(set_to_none=True)
+    ours = meta_grad(learner, tasks)
     peer.build(learner, tasks)()
-    theirs = _flat_grad(meta)
-    return float((theirs - ours).norm() / ours.norm())
+    return relative_error(_flat_grad(learner.meta_parameters()), ours)
 
 
 def check_peer(peer, shape: Shape, cfg: Config, device: torch.device) -> dict:
