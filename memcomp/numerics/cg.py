@@ -5,7 +5,8 @@ shape (q,) for one system or (B, q) for B independent systems solved together (d
 the last dimension). In fixed-iteration mode (``tol=None``) nothing is read back to the host, so
 the loop never synchronises a GPU (``tests/test_solvers.py`` counts the reads). The updates are
 fused and in place on one flat vector per system (``addcmul``: one op per update, the curvature
-diagnostics reduced once after the loop), so a step is few kernel launches besides the matvec
+diagnostics: each iteration's ``p'Ap``, ``p'p`` and ``r'r`` kept, quotients and liveness
+computed once after the loop), so a step is few kernel launches besides the matvec
 (``benchmarks/speed.py --opcount``). CG needs a positive-definite matrix: for a softmax head that
 takes an L2 term (docs/design.md section 3).
 """
@@ -46,14 +47,17 @@ def relative_residual(matvec: MatVec, x: Tensor, b: Tensor) -> Tensor:
     return (matvec(x) - b).norm(dim=-1) / b.norm(dim=-1).clamp_min(tiny)
 
 
-def _curvature(qs: list[Tensor], lives: list[Tensor], like: Tensor) -> Tensor:
-    """min / max of the live Rayleigh quotients per system (see :class:`CGResult`)."""
-    if not qs:
-        return torch.ones_like(like[..., 0])
-    q, live = torch.cat(qs, -1), torch.cat(lives, -1)
+def _curvature(paps: list[Tensor], pps: list[Tensor], rrs: list[Tensor], floor: Tensor) -> Tensor:
+    """min / max of the live Rayleigh quotients ``p'Ap / p'p`` per system (see
+    :class:`CGResult`), from each iteration's ``p'Ap``, ``p'p`` and ``r'r``: computed once after
+    the loop, not per iteration."""
+    if not paps:
+        return torch.ones_like(floor[..., 0])
+    q = torch.cat(paps, -1) / torch.cat(pps, -1)  # NaN only where p = 0, which is never live
+    live = torch.cat(rrs, -1) > floor
     qmin = torch.where(live, q, torch.inf).amin(-1)
     qmax = torch.where(live, q, -torch.inf).amax(-1)
-    tiny = torch.finfo(like.dtype).tiny
+    tiny = torch.finfo(floor.dtype).tiny
     return torch.where(
         qmax > 0, qmin / qmax.clamp_min(tiny), torch.where(qmax > -torch.inf, -1.0, 1.0)
     )
@@ -81,16 +85,18 @@ def conjugate_gradient(
     floor = _dot(b, b) * (10 * torch.finfo(b.dtype).eps) ** 2
     stop = None if tol is None else _dot(b, b) * tol**2
     tiny = torch.finfo(b.dtype).tiny
-    qs: list[Tensor] = []
-    lives: list[Tensor] = []
+    paps: list[Tensor] = []  # p'Ap, p'p and r'r of each iteration, for the curvature
+    pps: list[Tensor] = []
+    rrs: list[Tensor] = []
     done = 0
     for _ in range(iters):
         if stop is not None and bool((rr <= stop).all()):
             break
         ap = matvec(p)
         pap = _dot(p, ap)
-        qs.append(pap / _dot(p, p))  # NaN only where p = 0, which is never live
-        lives.append(rr > floor)
+        paps.append(pap)
+        pps.append(_dot(p, p))
+        rrs.append(rr)
         alpha = torch.where(pap != 0, rr / pap, 0.0)
         x.addcmul_(alpha, p)
         r.addcmul_(alpha, ap, value=-1.0)
@@ -99,4 +105,4 @@ def conjugate_gradient(
         rr = rr_new
         done += 1
     residual = relative_residual(matvec, x, b)
-    return CGResult(x, done, residual, _curvature(qs, lives, rr))
+    return CGResult(x, done, residual, _curvature(paps, pps, rrs, floor))

@@ -93,15 +93,27 @@ def hvp(
 def gd(
     z: Tensor, y: Tensor, w: Tensor, b: Tensor, steps: int, lr: float, l2: float = 0.0
 ) -> tuple[Tensor, Tensor]:
-    """``steps`` gradient-descent steps on :func:`loss` from ``(W, b)``, keeping no graph."""
+    """``steps`` gradient-descent steps on :func:`loss` from ``(W, b)``, keeping no graph.
+
+    The steps run on the augmented head ``W1 = [W, b]`` against features ``z1 = [z, 1]``
+    (``logits = z1 W1^T``, gradient ``G^T z1`` with ``G = P - Y``, the ``1/n`` folded into the
+    step), so a step is two matmuls, a softmax and three in-place ops: a third of the kernels of
+    :func:`grad` plus two updates (``benchmarks/speed.py --opcount``). ``W1`` is updated in
+    place, so under autocast the iterate keeps its own dtype (float32 master weights) while the
+    matmuls run in the autocast dtype, as in :func:`grad`.
+    """
     with torch.no_grad():
-        z, w, b = z.detach(), w.detach().clone(), b.detach().clone()
+        z = z.detach()
+        z1 = torch.cat([z, torch.ones_like(z[..., :1])], -1)
+        w1 = torch.cat([w.detach(), b.detach().unsqueeze(-1)], -1)
         y = onehot(y, w.shape[-2], z)
+        decay, step = 1.0 - lr * l2, lr / z.shape[-2]
         for _ in range(steps):
-            gw, gb = grad(z, y, w, b, l2)
-            w.sub_(lr * gw)
-            b.sub_(lr * gb)
-    return w, b
+            g = (z1 @ w1.transpose(-1, -2)).softmax(-1).sub_(y)
+            if l2:
+                w1.mul_(decay)
+            w1.sub_(g.transpose(-1, -2) @ z1, alpha=step)
+    return w1[..., :-1].contiguous(), w1[..., -1].contiguous()
 
 
 def gd_graph(
