@@ -29,11 +29,6 @@ from memcomp.numerics import head
 from memcomp.types import Task
 
 
-def with_bias(z: Tensor) -> Tensor:
-    """Append a column of ones: ``(..., n, d) -> (..., n, d + 1)``."""
-    return torch.cat([z, torch.ones_like(z[..., :1])], -1)
-
-
 def ridge_head(zs: Tensor, y: Tensor, lam: Tensor) -> Tensor:
     """Ridge solution ``W`` ((..., d + 1, ways)) by Woodbury: ``X^T (X X^T + lam I)^{-1} Y``.
 
@@ -46,7 +41,7 @@ def ridge_head(zs: Tensor, y: Tensor, lam: Tensor) -> Tensor:
     if zs.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled(device):
         with torch.autocast(device, enabled=False):
             return ridge_head(zs.float(), y.float(), lam.float())
-    x = with_bias(zs)
+    x = head.with_ones(zs)
     n = x.shape[-2]
     gram = x @ x.transpose(-1, -2) + lam * torch.eye(n, dtype=x.dtype, device=x.device)
     return x.transpose(-1, -2) @ torch.linalg.solve(gram, y)
@@ -73,7 +68,7 @@ class R2d2(Learner):
         """Logits (..., m, ways) of the query features ``zq`` under the ridge head of ``zs``."""
         y = head.onehot(ys, self.ways, zs)
         w = ridge_head(zs, y, self.log_lam.exp())
-        return self.scale * (with_bias(zq) @ w) + self.shift
+        return self.scale * (head.with_ones(zq) @ w) + self.shift
 
     def _loss(self, zs: Tensor, ys: Tensor, zq: Tensor, yq: Tensor) -> Tensor:
         logits = self.query_logits(zs, ys, zq)

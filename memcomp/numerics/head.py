@@ -27,6 +27,12 @@ def logits(z: Tensor, w: Tensor, b: Tensor) -> Tensor:
     return z @ w.transpose(-1, -2) + b.unsqueeze(-2)
 
 
+def with_ones(z: Tensor) -> Tensor:
+    """Features with a column of ones appended, ``z1 = [z, 1]`` (..., n, d + 1): against the
+    augmented head ``[W, b]`` (:func:`flatten`'s rows) the logits are ``z1 [W, b]^T``."""
+    return torch.cat([z, torch.ones_like(z[..., :1])], -1)
+
+
 def onehot(y: Tensor, ways: int, like: Tensor) -> Tensor:
     """One-hot labels in the dtype of ``like``; a floating ``y`` is taken as already one-hot.
 
@@ -104,7 +110,7 @@ def gd(
     """
     with torch.no_grad():
         z = z.detach()
-        z1 = torch.cat([z, torch.ones_like(z[..., :1])], -1)
+        z1 = with_ones(z)
         w1 = torch.cat([w.detach(), b.detach().unsqueeze(-1)], -1)
         y = onehot(y, w.shape[-2], z)
         decay, step = 1.0 - lr * l2, lr / z.shape[-2]

@@ -105,7 +105,7 @@ def head_matvec(
     # one fused closed form in the head's flat layout: with z1 = [z, 1] the logits' change
     # along U1 = [U, c] (rows [U_k, c_k], head.flatten's layout) is z1 U1^T, and the product
     # [S^T z, sum_rows S] is S^T z1: two matmuls, four elementwise ops and the L2 term
-    z1 = torch.cat([zs, torch.ones_like(zs[..., :1])], -1)
+    z1 = head.with_ones(zs)
     probs = head.probs(zs, w, b)
     scaled = probs / zs.shape[-2]
     shape = (*w.shape[:-1], w.shape[-1] + 1)
